@@ -1,0 +1,59 @@
+/*
+ * core.c: luaopen_viggle_core, the clock and the sleep.
+ * The module is mechanism only: HTTP transfers (request.c, multi.c) and JSON
+ * decoding (json.c). Policy lives in the Lua layer (lua/viggle/).
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "vg.h"
+
+/* core.now() -> seconds on a monotonic clock (never jumps with the wall). */
+static int core_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.sleep(seconds): a signal (Ctrl-C) ends it early, so the interpreter's
+   own interrupt handling gets its turn. */
+static int core_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  struct timespec ts;
+  if (s <= 0) return 0;
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+  nanosleep(&ts, NULL);
+  return 0;
+}
+
+static const luaL_Reg core_funcs[] = {
+  {"request", vg_request_new},
+  {"multi", vg_multi_new},
+  {"now", core_now},
+  {"sleep", core_sleep},
+  {NULL, NULL}
+};
+
+int luaopen_viggle_core(lua_State *L) {
+  const curl_version_info_data *v;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return luaL_error(L, "curl_global_init failed");
+  v = curl_version_info(CURLVERSION_NOW);
+  if (v->version_num < 0x075500) /* CURLOPT_PROTOCOLS_STR */
+    return luaL_error(L, "viggle.core needs libcurl 7.85 or newer (found %s)", v->version);
+  vg_request_open(L);
+  vg_multi_open(L);
+  lua_newtable(L);
+  vg_setfuncs(L, core_funcs, 0);
+  vg_json_open(L);
+  lua_pushliteral(L, VG_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, v->version);
+  lua_setfield(L, -2, "curl_version");
+  lua_pushstring(L, v->ssl_version ? v->ssl_version : "none");
+  lua_setfield(L, -2, "ssl_version");
+  lua_pushboolean(L, (v->features & CURL_VERSION_HTTP2) != 0);
+  lua_setfield(L, -2, "http2");
+  return 1;
+}

@@ -1,0 +1,490 @@
+--- The client: one per API key and base URL. Every method returns its result,
+--- or `nil, err` (a viggle.Error) for what the world does; misuse (a wrong
+--- argument type) raises. Inside a task (viggle.spawn) every method yields
+--- while it waits; outside it blocks.
+local core = require("viggle.core")
+local errors = require("viggle.errors")
+local loop = require("viggle.loop")
+
+local type, tostring, setmetatable, pairs, ipairs, error, pcall = type, tostring, setmetatable, pairs, ipairs, error, pcall
+local format, concat, min, max, floor, random = string.format, table.concat, math.min, math.max, math.floor, math.random
+local getenv, now = os.getenv, core.now
+local E = errors.new
+
+local _M = {}
+
+---@class viggle.Client
+---@field base_url string
+---@field timeout number
+---@field connect_timeout number
+---@field user_agent string
+local Client = {}
+Client.__index = Client
+_M.Client = Client
+
+-- API keys live here, not in the client table, so printing or dumping a
+-- client never shows one.
+local secrets = setmetatable({}, { __mode = "k" })
+
+local DEFAULT_BASE_URL = "https://apis.viggle.ai"
+local TERMINAL = { complete = true, failed = true, cancelled = true }
+_M.TERMINAL = TERMINAL
+
+-- scheme, lowercased host[:port] with the default port made explicit, rest
+local function split_url(url)
+  if type(url) ~= "string" then return nil end
+  local scheme, authority, rest = url:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  if authority == "" or authority:find("@", 1, true) then return nil end
+  local host, port = authority:match("^(%[[^%]]+%]):?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host then return nil end
+  if port == "" then port = scheme == "https" and "443" or scheme == "http" and "80" or "" end
+  return scheme, host:lower() .. ":" .. port, rest
+end
+_M.split_url = split_url
+
+local function origin(url)
+  local scheme, hostport = split_url(url)
+  return scheme and (scheme .. "://" .. hostport) or nil
+end
+
+local function quote(s)
+  s = tostring(s)
+  if #s > 64 then s = s:sub(1, 64) .. "..." end
+  return (format("%q", s):gsub("\\\n", "\\n"))
+end
+
+--- Checks a job id and returns it escaped for a URL path, or nil, err.
+--- Refused: not a string, empty, over 256 bytes, / ? # %, whitespace,
+--- control characters, "..". Nothing is sent for a refused id.
+function _M.check_id(id, what)
+  what = what or "job id"
+  local bad
+  if type(id) ~= "string" then
+    return nil, E("invalid_argument", format("%s must be a string, got %s", what, type(id)))
+  elseif id == "" then bad = "is empty"
+  elseif #id > 256 then bad = "is longer than 256 bytes"
+  elseif id:find("[/?#%%]") then bad = "must not contain / ? # or %"
+  elseif id:find("[%s%c]") then bad = "must not contain whitespace or control characters"
+  elseif id:find("..", 1, true) then bad = "must not contain '..'"
+  end
+  if bad then return nil, E("invalid_argument", format("%s %s %s", what, quote(id), bad)) end
+  return (id:gsub("[^%w%-%._~]", function(c) return format("%%%02X", c:byte()) end))
+end
+
+local function check_opts(opts, name)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(format("bad argument to '%s' (table expected, got %s)", name, type(opts)), 3) end
+  return opts
+end
+
+--- Makes a client. Options: base_url (default $VIGGLE_BASE_URL or
+--- https://apis.viggle.ai), api_key (default $VIGGLE_API_KEY), timeout (each
+--- request, seconds, default 30), connect_timeout (default 10), user_agent,
+--- ca_file (CA bundle for TLS; verification is always on), max_body (bytes
+--- an API answer may have, default 8 MiB), retries (transient failures of a
+--- single status call retried, default 2).
+---@param opts table|nil
+---@return viggle.Client|nil client
+---@return viggle.Error|nil err
+function _M.new(opts)
+  opts = check_opts(opts, "new")
+  local base = opts.base_url or getenv("VIGGLE_BASE_URL")
+  if base == nil or base == "" then base = DEFAULT_BASE_URL end
+  local scheme, _, rest = split_url(base)
+  if scheme ~= "http" and scheme ~= "https" or rest:find("[?#]") then
+    return nil, E("invalid_argument", "base_url must be an http(s) URL without a query, got " .. quote(base))
+  end
+  base = base:gsub("/+$", "")
+  local key = opts.api_key
+  if key == nil then key = getenv("VIGGLE_API_KEY") end
+  if key == "" then key = nil end
+  if key ~= nil and (type(key) ~= "string" or key:find("[%s%c]")) then
+    return nil, E("invalid_argument", "api_key must be a string without whitespace or control characters")
+  end
+  for _, k in ipairs({ "timeout", "connect_timeout", "max_body", "retries" }) do
+    if opts[k] ~= nil and (type(opts[k]) ~= "number" or opts[k] < 0) then
+      return nil, E("invalid_argument", k .. " must be a non-negative number")
+    end
+  end
+  local self = setmetatable({
+    base_url = base,
+    origin = origin(base),
+    timeout = opts.timeout or 30,
+    connect_timeout = opts.connect_timeout or 10,
+    user_agent = opts.user_agent or format("viggle-lua/%s libcurl/%s", core.version, core.curl_version),
+    ca_file = opts.ca_file,
+    max_body = opts.max_body or 8 * 1024 * 1024,
+    retries = opts.retries or 2,
+  }, Client)
+  secrets[self] = key
+  return self
+end
+
+function Client:__tostring()
+  return format("viggle.client(%s, %s)", self.base_url, secrets[self] and "key set" or "no key")
+end
+
+--- True when the client has an API key.
+function Client:has_key() return secrets[self] ~= nil end
+
+-- Never lets the key out in a message, whatever a server echoes back.
+local function redact(self, s)
+  local key = secrets[self]
+  if key and type(s) == "string" and s:find(key, 1, true) then
+    local out, i = {}, 1
+    while true do
+      local a, b = s:find(key, i, true)
+      if not a then break end
+      out[#out + 1] = s:sub(i, a - 1)
+      out[#out + 1] = "[redacted]"
+      i = b + 1
+    end
+    out[#out + 1] = s:sub(i)
+    s = concat(out)
+  end
+  return s
+end
+
+--- One HTTP exchange. `o`: url or path, method, headers, body, form, output,
+--- append, resume_from, timeout, tick, max_body, job_id, json (Accept JSON).
+--- Returns the response table (any status), or nil, err for transport failures.
+function Client:_http(o)
+  local url = o.url or (self.base_url .. o.path)
+  local headers = o.headers or {}
+  local key = secrets[self]
+  local to_api = origin(url) == self.origin
+  if key and to_api then headers[#headers + 1] = "Authorization: Bearer " .. key end
+  if o.json ~= false then headers[#headers + 1] = "Accept: application/json" end
+  local timeout = o.timeout or self.timeout
+  local r = loop.acquire()
+  local ok, msg, code = r:setup({
+    url = url,
+    method = o.method,
+    headers = headers,
+    body = o.body,
+    form = o.form,
+    output = o.output,
+    append = o.append,
+    resume_from = o.resume_from,
+    timeout = timeout,
+    connect_timeout = min(self.connect_timeout, timeout > 0 and timeout or self.connect_timeout),
+    low_speed_time = o.low_speed_time,
+    user_agent = self.user_agent,
+    ca_file = self.ca_file,
+    max_body = o.max_body or self.max_body,
+    -- A request that carries the key never follows a redirect anywhere.
+    follow = not (key and to_api),
+  })
+  if not ok then
+    loop.release(r)
+    return nil, errors.from_transport(redact(self, msg), code, { job_id = o.job_id })
+  end
+  local res, tmsg, tcode = loop.transfer(r, o.tick)
+  if o.on_request then o.on_request(r) end
+  loop.release(r)
+  if not res then
+    return nil, errors.from_transport(redact(self, tmsg), tcode, { job_id = o.job_id })
+  end
+  return res
+end
+
+--- An API call: the answer decoded from JSON, or nil, err.
+function Client:_api(o)
+  local res, err = self:_http(o)
+  if not res then return nil, err end
+  local body = res.body or ""
+  local decoded, derr
+  if body ~= "" then decoded, derr = core.decode(body) end
+  if res.status < 200 or res.status >= 300 then
+    local e = errors.from_http(res, decoded, { job_id = o.job_id })
+    e.message = redact(self, e.message)
+    return nil, e
+  end
+  if body == "" then
+    if o.empty_ok then return {}, res end
+    return nil, E("decode", "the answer has an empty body", { status = res.status, job_id = o.job_id,
+      retryable = o.method == nil or o.method == "GET" })
+  end
+  if type(decoded) ~= "table" then
+    return nil, E("decode", "the answer is not a JSON object: " .. redact(self, tostring(derr or quote(body))),
+      { status = res.status, job_id = o.job_id, retryable = o.method == nil or o.method == "GET" })
+  end
+  return decoded, res
+end
+
+-- Seconds to wait before retry number `attempt` (1, 2, ...): exponential
+-- backoff with full jitter, capped; a server's Retry-After wins.
+local function backoff(attempt, base, cap, err)
+  if err and err.retry_after then return err.retry_after end
+  return random() * min(cap, base * 2 ^ (attempt - 1))
+end
+_M.backoff = backoff
+
+-- Runs `fn` again for retryable errors, at most `retries` more times.
+local function with_retries(retries, max_wait, fn)
+  local attempt = 0
+  while true do
+    local a, b = fn()
+    if a ~= nil or not b.retryable or attempt >= retries then return a, b end
+    attempt = attempt + 1
+    local wait = backoff(attempt, 0.25, 4, b)
+    if wait > max_wait then return a, b end
+    loop.sleep(wait)
+  end
+end
+
+local function check_job(job, id)
+  if type(job.status) ~= "string" then
+    return nil, E("decode", "the status answer has no status field", { job_id = id })
+  end
+  if job.job_id == nil then job.job_id = id end
+  return job
+end
+
+--- GET /api/render/{job_id}: the job table (every field of the answer, JSON
+--- null as nil, unknown fields kept), or nil, err. Options: timeout
+--- (this call), retries (transient failures retried; default the client's).
+---@param job_id string
+---@param opts table|nil
+---@return table|nil job
+---@return viggle.Error|nil err
+function Client:status(job_id, opts)
+  opts = check_opts(opts, "status")
+  local path, err = _M.check_id(job_id)
+  if not path then return nil, err end
+  local job, e = with_retries(opts.retries or self.retries, opts.max_retry_wait or 10, function()
+    return self:_api({ path = "/api/render/" .. path, job_id = job_id, timeout = opts.timeout })
+  end)
+  if not job then return nil, e end
+  return check_job(job, job_id)
+end
+
+local function need_key(self)
+  if not secrets[self] then
+    return E("auth", "no API key: set VIGGLE_API_KEY or pass api_key to viggle.new")
+  end
+end
+
+--- DELETE /api/render/{job_id}: cancels the job (its credits are refunded).
+--- Returns the answer (an empty table for an empty body), or nil, err.
+function Client:cancel(job_id, opts)
+  opts = check_opts(opts, "cancel")
+  local path, err = _M.check_id(job_id)
+  if not path then return nil, err end
+  err = need_key(self)
+  if err then return nil, err end
+  return self:_api({ method = "DELETE", path = "/api/render/" .. path, job_id = job_id,
+                     timeout = opts.timeout, empty_ok = true })
+end
+
+--- GET /api/credits: {balance, total_purchased, total_used, updated_at}.
+function Client:credits(opts)
+  opts = check_opts(opts, "credits")
+  local err = need_key(self)
+  if err then return nil, err end
+  return with_retries(opts.retries or self.retries, 10, function()
+    return self:_api({ path = "/api/credits", timeout = opts.timeout })
+  end)
+end
+
+local function changed(a, b)
+  return not a or a.status ~= b.status or a.checkpoint ~= b.checkpoint or a.progress_pct ~= b.progress_pct
+end
+
+local function describe(job)
+  if not job then return "no answer yet" end
+  local s = job.status
+  if job.checkpoint then s = s .. ", " .. job.checkpoint end
+  if job.progress_pct then s = s .. format(", %d%%", floor(job.progress_pct)) end
+  return s
+end
+
+local function call_back(fn, kind_label, job_id, ...)
+  local ok, cerr = pcall(fn, ...)
+  if ok then return nil end
+  return E("callback", format("%s raised: %s", kind_label, tostring(cerr)), { job_id = job_id, cause = cerr })
+end
+
+--- Follows a job until it ends. Returns the job when complete, or nil, err:
+--- kind "job_failed" (code and message from the job), "job_cancelled",
+--- "timeout" (the deadline passed; err.job is the last job seen),
+--- "callback" (on_progress raised; the job goes on), or the error that
+--- cannot get better (not_found, auth, ...). Transient failures (network,
+--- 5xx, 429, a garbled answer) never end the wait: they are retried with
+--- capped exponential backoff and full jitter, honouring Retry-After.
+--- Options: interval (s between polls, default 3), timeout (overall, default
+--- 1800), on_progress(job) (called when status, checkpoint or progress_pct
+--- change), cancel_on_timeout (send DELETE at the deadline), max_backoff
+--- (default 60).
+---@param job_id string
+---@param opts table|nil
+---@return table|nil job
+---@return viggle.Error|nil err
+function Client:await(job_id, opts)
+  opts = check_opts(opts, "await")
+  local path, err = _M.check_id(job_id)
+  if not path then return nil, err end
+  local interval = opts.interval or 3
+  local deadline = now() + (opts.timeout or 1800)
+  local max_backoff = opts.max_backoff or 60
+  local on_progress, gate = opts.on_progress, opts._gate
+  local last, failures = nil, 0
+  while true do
+    local left = deadline - now()
+    if left <= 0 then break end
+    if gate then gate:enter() end
+    local job, e = self:_api({ path = "/api/render/" .. path, job_id = job_id,
+                               timeout = min(self.timeout, left) })
+    if gate then gate:leave() end
+    if job then job, e = check_job(job, job_id) end
+    local wait
+    if job then
+      failures = 0
+      if on_progress and changed(last, job) then
+        local cerr = call_back(on_progress, "on_progress", job_id, job)
+        if cerr then cerr.job = job return nil, cerr end
+      end
+      last = job
+      local st = job.status
+      if st == "complete" then return job end
+      if st == "failed" then
+        return nil, E("job_failed", job.error_message or job.error or "the job failed",
+          { job_id = job_id, code = job.error_code, job = job })
+      end
+      if st == "cancelled" then
+        return nil, E("job_cancelled", "the job was cancelled", { job_id = job_id, job = job })
+      end
+      wait = interval
+    elseif e.retryable then
+      failures = failures + 1
+      wait = backoff(failures, interval, max_backoff, e)
+    else
+      e.job = last
+      return nil, e
+    end
+    left = deadline - now()
+    if wait >= left then
+      if left > 0 then loop.sleep(left) end
+      break
+    end
+    loop.sleep(wait)
+  end
+  local terr = E("timeout", format("job still running after %gs (%s)", opts.timeout or 1800, describe(last)),
+    { job_id = job_id, job = last, retryable = false })
+  if opts.cancel_on_timeout then
+    local _, cerr = self:cancel(job_id)
+    terr.cancelled = cerr == nil
+    terr.cancel_error = cerr
+  end
+  return nil, terr
+end
+
+-- A counting gate: at most `n` holders at once; the others wait in order.
+local Gate = {}
+Gate.__index = Gate
+local function new_gate(n, rate)
+  return setmetatable({ free = n, queue = {}, head = 1, tail = 0,
+                        spacing = rate and 1 / rate or nil, next_at = 0 }, Gate)
+end
+function Gate:enter()
+  if self.free > 0 and self.head > self.tail then
+    self.free = self.free - 1
+  else
+    local me = loop.current()
+    self.tail = self.tail + 1
+    self.queue[self.tail] = me
+    loop.suspend() -- leave() hands its place straight to us
+  end
+  if self.spacing then -- a shared cap on requests per second
+    local t = now()
+    local at = max(t, self.next_at)
+    self.next_at = at + self.spacing
+    if at > t then loop.sleep(at - t) end
+  end
+end
+function Gate:leave()
+  if self.head <= self.tail then
+    local nxt = self.queue[self.head]
+    self.queue[self.head] = nil
+    self.head = self.head + 1
+    loop.wake(nxt)
+  else
+    self.free = self.free + 1
+  end
+end
+
+--- Follows many jobs at once over one driver and reused connections.
+--- Returns results in input order (each the job table, or its error), and a
+--- summary {total, complete, failed, cancelled, errors, seconds}.
+--- Options: those of await (interval, timeout is overall, cancel_on_timeout,
+--- on_progress(job) per job), on_update(summary) when any job changes or
+--- ends, concurrency (requests in flight at once, default 32), rate (cap on
+--- requests per second, shared by all jobs). A duplicate id is polled once.
+function Client:await_all(job_ids, opts)
+  opts = check_opts(opts, "await_all")
+  if type(job_ids) ~= "table" then error("bad argument #1 to 'await_all' (table expected)", 2) end
+  local started = now()
+  local results, summary = {}, { total = #job_ids, complete = 0, failed = 0, cancelled = 0, errors = 0, running = 0 }
+  local unique, order = {}, {}
+  for i, id in ipairs(job_ids) do
+    local _, err = _M.check_id(id)
+    if err then
+      results[i] = err
+      summary.errors = summary.errors + 1
+    elseif unique[id] then
+      unique[id][#unique[id] + 1] = i
+    else
+      unique[id] = { i }
+      order[#order + 1] = id
+    end
+  end
+  local concurrency = opts.concurrency or 32
+  if opts.rate ~= nil and (type(opts.rate) ~= "number" or opts.rate <= 0) then
+    error("bad option 'rate' to 'await_all' (positive number expected)", 2)
+  end
+  local gate = new_gate(concurrency, opts.rate)
+  local on_update, on_progress = opts.on_update, opts.on_progress
+  local deadline = now() + (opts.timeout or 1800)
+  local callback_error
+  summary.running = #order
+  local function report()
+    if on_update and not callback_error then
+      callback_error = call_back(on_update, "on_update", nil, summary)
+    end
+  end
+  local function follow(id)
+    local job, err = self:await(id, {
+      interval = opts.interval, timeout = max(deadline - now(), 0), max_backoff = opts.max_backoff,
+      cancel_on_timeout = opts.cancel_on_timeout, _gate = gate,
+      on_progress = (on_progress or on_update) and function(j)
+        if on_progress then on_progress(j) end
+        report()
+      end or nil,
+    })
+    summary.running = summary.running - 1
+    if job then summary.complete = summary.complete + 1
+    elseif err.kind == "job_failed" then summary.failed = summary.failed + 1
+    elseif err.kind == "job_cancelled" then summary.cancelled = summary.cancelled + 1
+    else summary.errors = summary.errors + 1 end
+    for _, i in ipairs(unique[id]) do results[i] = job or err end
+    report()
+  end
+  local tasks = {}
+  for k, id in ipairs(order) do tasks[k] = loop.spawn(follow, id) end
+  for k, t in ipairs(tasks) do
+    local ok, err = t:join()
+    if not ok then -- the task itself raised (a bug, or it was cancelled)
+      for _, i in ipairs(unique[order[k]]) do results[i] = results[i] or err end
+    end
+  end
+  for i = 1, #job_ids do
+    if results[i] == nil then results[i] = E("cancelled", "not followed to the end", { job_id = job_ids[i] }) end
+  end
+  summary.seconds = now() - started
+  return results, summary, callback_error
+end
+
+return _M

@@ -1,0 +1,55 @@
+--- viggle: a client for the Viggle Render API.
+---
+---   local viggle = require("viggle")
+---   local job, err = viggle.await("job_abc123xyz")   -- the default client, from the environment
+---   local client = viggle.new{ api_key = "sk-..." }  -- or a client of your own
+---
+--- Every method returns its result or `nil, err` (see viggle.errors); inside a
+--- task (viggle.spawn) waiting yields to the scheduler, outside it blocks.
+local core = require("viggle.core")
+local client = require("viggle.client")
+local errors = require("viggle.errors")
+local loop = require("viggle.loop")
+
+local _M = {
+  VERSION = core.version,
+  errors = errors,
+  is_error = errors.is,
+  spawn = loop.spawn,
+  run = loop.run,
+  step = loop.step,
+  sleep = loop.sleep,
+  now = core.now,
+  null = core.null,
+  TERMINAL = client.TERMINAL,
+}
+
+--- Makes a client; see README.md for the options.
+_M.new = client.new
+
+local default
+--- The default client, built from VIGGLE_BASE_URL and VIGGLE_API_KEY on first use.
+function _M.default()
+  if not default then
+    local c, err = client.new()
+    if not c then return nil, err end
+    default = c
+  end
+  return default
+end
+
+local function on_default(method)
+  return function(...)
+    local c, err = _M.default()
+    if not c then return nil, err end
+    return c[method](c, ...)
+  end
+end
+
+_M.status = on_default("status")
+_M.await = on_default("await")
+_M.await_all = on_default("await_all")
+_M.cancel = on_default("cancel")
+_M.credits = on_default("credits")
+
+return _M

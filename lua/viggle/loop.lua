@@ -1,0 +1,421 @@
+--- The scheduler: tasks (coroutines) that yield while their transfers are in
+--- flight and while they sleep, driven by one libcurl multi.
+---
+--- Every client method calls `loop.transfer` and `loop.sleep`. Inside a task
+--- they yield to the scheduler; outside one they block (a private multi for
+--- transfers, a real sleep), so a user changes nothing between the two.
+--- A host with its own loop either calls `step(0)` every frame, or installs
+--- a driver (viggle.uv) that watches libcurl's sockets itself.
+local core = require("viggle.core")
+local errors = require("viggle.errors")
+
+local coroutine, setmetatable, select, type, pcall, error = coroutine, setmetatable, select, type, pcall, error
+local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
+local now, core_sleep, huge, min, max = core.now, core.sleep, math.huge, math.min, math.max
+local co_running, co_yield, co_resume, co_status, co_create = coroutine.running, coroutine.yield,
+  coroutine.resume, coroutine.status, coroutine.create
+
+local _M = {}
+
+---@class viggle.Task
+---@field status '"ready"'|'"waiting"'|'"done"'|'"failed"'|'"cancelled"'
+local Task = {}
+Task.__index = Task
+
+-- Scheduler state (one per Lua state).
+local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
+local live = 0                                    -- tasks not yet ended
+local ready, ready_n = {}, 0                      -- tasks to resume, in order
+local timers, timers_n = {}, 0                    -- binary min-heap of {at, task, token}
+local waiting = {}                                -- request -> task
+local driver                                      -- how transfers are driven (see below)
+local failed_tasks = {}                           -- tasks that raised, for run()
+
+-- A cancelled wait raises this sentinel inside the task; it ends the task.
+local CANCEL = setmetatable({}, { __tostring = function() return "viggle: task cancelled" end })
+
+local idle_requests, idle_n = {}, 0
+--- A request handle from the pool (handles keep their connection caches).
+function _M.acquire()
+  if idle_n > 0 then
+    local r = idle_requests[idle_n]
+    idle_requests[idle_n] = nil
+    idle_n = idle_n - 1
+    return r
+  end
+  return assert(core.request())
+end
+--- Gives a finished (or never started) request handle back to the pool.
+function _M.release(r)
+  local st = r:state()
+  if st == "running" or st == "closed" then return end
+  if idle_n < 64 then
+    idle_n = idle_n + 1
+    idle_requests[idle_n] = r
+  else
+    r:close()
+  end
+end
+
+-- ---- timers heap ----------------------------------------------------------
+local function heap_push(e)
+  timers_n = timers_n + 1
+  local i = timers_n
+  timers[i] = e
+  while i > 1 do
+    local p = (i - i % 2) / 2
+    if timers[p][1] <= e[1] then break end
+    timers[i], timers[p] = timers[p], e
+    i = p
+  end
+end
+
+local function heap_pop()
+  local top = timers[1]
+  local last = timers[timers_n]
+  timers[timers_n] = nil
+  timers_n = timers_n - 1
+  if timers_n > 0 then
+    local i = 1
+    timers[1] = last
+    while true do
+      local l, s = 2 * i, i
+      if l <= timers_n and timers[l][1] < timers[s][1] then s = l end
+      if l + 1 <= timers_n and timers[l + 1][1] < timers[s][1] then s = l + 1 end
+      if s == i then break end
+      timers[i], timers[s] = timers[s], timers[i]
+      i = s
+    end
+  end
+  return top
+end
+
+-- ---- drivers ----------------------------------------------------------------
+-- The default driver: a multi in perform/poll mode, driven by step().
+local function default_driver()
+  local m = assert(core.multi())
+  return {
+    multi = m,
+    add = function(r) return m:add(r) end,
+    remove = function(r) m:remove(r) end,
+    count = function() return m:count() end,
+    drive = function() local _, finished = m:perform() return finished end,
+    wait = function(t)
+      if m:count() > 0 then
+        local want = m:timeout()
+        if want and want < t then t = want end
+        m:poll(t)
+      elseif t > 0 then
+        core_sleep(t)
+      end
+    end,
+    wake = function() end,
+  }
+end
+
+local function get_driver()
+  if not driver then driver = default_driver() end
+  return driver
+end
+
+--- Replaces the driver (viggle.uv installs one). Only while nothing is in flight.
+function _M.set_driver(d)
+  if driver and driver.count() > 0 then error("viggle: cannot change the driver while transfers are in flight", 2) end
+  driver = d
+end
+
+-- ---- tasks ------------------------------------------------------------------
+local function make_ready(task, ...)
+  if task.status == "done" or task.status == "failed" or task.status == "cancelled" then return end
+  task.status = "ready"
+  task.token = task.token + 1 -- any timer or request still pointing here is stale
+  task.resume_args = select("#", ...) > 0 and { n = select("#", ...), ... } or nil
+  ready_n = ready_n + 1
+  ready[ready_n] = task
+  if driver then driver.wake() end
+end
+
+local function finish(task, ok, ...)
+  live = live - 1
+  if ok then
+    task.status = "done"
+    task.results = { n = select("#", ...), ... }
+  else
+    local err = ...
+    if err == CANCEL or task.cancelled then
+      task.status = "cancelled"
+      task.error = errors.new("cancelled", "task cancelled")
+    else
+      task.status = "failed"
+      task.error = err
+      if not task.joined then failed_tasks[#failed_tasks + 1] = task end
+    end
+  end
+  local joiners = task.joiners
+  task.joiners = nil
+  if joiners then
+    for i = 1, #joiners do make_ready(joiners[i]) end
+  end
+end
+
+local finish_or_not
+
+local function resume(task)
+  local args = task.resume_args
+  task.resume_args = nil
+  if task.cancelled and not task.started then -- cancelled before it ever ran
+    return finish(task, false, CANCEL)
+  end
+  task.started = true
+  task.status = "running"
+  if args then
+    finish_or_not(task, co_resume(task.co, unpack(args, 1, args.n)))
+  else
+    finish_or_not(task, co_resume(task.co))
+  end
+end
+
+finish_or_not = function(task, ok, ...)
+  if co_status(task.co) == "dead" then
+    if ok then
+      finish(task, true, ...)
+    else
+      local err = ...
+      if err ~= CANCEL and not task.cancelled and type(err) == "string" and debug and debug.traceback then
+        err = debug.traceback(task.co, err)
+      end
+      finish(task, false, err)
+    end
+  elseif not ok then
+    finish(task, false, ...)
+  elseif task.status == "running" then
+    task.status = "waiting"
+  end
+end
+
+--- Starts `fn(...)` as a task. It runs at the next step (or run).
+---@return viggle.Task
+function _M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
+  local task = setmetatable({ co = co_create(fn), status = "ready", token = 0 }, Task)
+  by_co[task.co] = task
+  live = live + 1
+  make_ready(task, ...)
+  return task
+end
+
+--- The task running now, or nil outside tasks.
+function _M.current()
+  local co = co_running()
+  return co and by_co[co] or nil
+end
+
+-- Yields the current task until make_ready (or a timer) wakes it.
+local function suspend(task)
+  local r = { co_yield() }
+  if task.cancelled then error(CANCEL, 0) end
+  return unpack(r)
+end
+
+local function add_timer(task, at)
+  heap_push({ at, task, task.token })
+end
+
+--- Sleeps `seconds`: yields inside a task, blocks outside.
+function _M.sleep(seconds)
+  local task = _M.current()
+  if not task then
+    if seconds > 0 then core_sleep(seconds) end
+    return
+  end
+  add_timer(task, now() + max(seconds, 0))
+  suspend(task)
+end
+
+--- Suspends the current task until `wake(task)`; nil outside a task.
+function _M.suspend()
+  local task = _M.current()
+  if not task then return nil end
+  return suspend(task)
+end
+_M.wake = make_ready
+
+-- The private multi for transfers made outside tasks.
+local blocking_multi
+
+--- Performs a set-up request to its end. Inside a task it yields; outside it
+--- blocks. `tick` (optional) is called about every `tick_every` seconds while
+--- the transfer runs (for progress). Returns the request's result.
+function _M.transfer(r, tick, tick_every)
+  local task = _M.current()
+  tick_every = tick_every or 0.25
+  if not task then
+    blocking_multi = blocking_multi or assert(core.multi())
+    local m = blocking_multi
+    assert(m:add(r))
+    local next_tick = tick and now() + tick_every
+    while r:state() == "running" do
+      m:perform()
+      if r:state() ~= "running" then break end
+      local t = m:timeout() or 1
+      if next_tick then t = min(t, max(next_tick - now(), 0)) end
+      m:poll(t)
+      if next_tick and now() >= next_tick then
+        tick()
+        next_tick = now() + tick_every
+      end
+    end
+    return r:result()
+  end
+  local d = get_driver()
+  assert(d.add(r))
+  waiting[r] = task
+  task.waiting_for = r
+  local ok, err = pcall(function()
+    while r:state() == "running" do
+      if tick then add_timer(task, now() + tick_every) end
+      suspend(task)
+      if tick and r:state() == "running" then tick() end
+    end
+  end)
+  waiting[r] = nil
+  task.waiting_for = nil
+  if not ok then
+    if r:state() == "running" then d.remove(r) end
+    error(err, 0)
+  end
+  return r:result()
+end
+
+-- Wakes the tasks whose transfers finished.
+local function dispatch(finished)
+  if not finished then return end
+  for i = 1, #finished do
+    local r = finished[i]
+    local task = waiting[r]
+    if task then
+      waiting[r] = nil
+      make_ready(task)
+    end
+  end
+end
+_M.dispatch = dispatch
+
+-- Moves due timers to the ready queue; returns the next due time or nil.
+local function expire_timers(t)
+  while timers_n > 0 do
+    local e = timers[1]
+    if e[1] > t then return e[1] end
+    heap_pop()
+    local task = e[2]
+    if task.token == e[3] and task.status == "waiting" then make_ready(task) end
+  end
+  return nil
+end
+
+local function run_ready()
+  local n = ready_n
+  if n == 0 then return 0 end
+  local batch = ready
+  ready, ready_n = {}, 0
+  for i = 1, n do
+    local task = batch[i]
+    if task.status == "ready" then resume(task) end
+  end
+  return n
+end
+
+--- Seconds until the scheduler next has work (timers), or nil.
+function _M.next_timer()
+  return timers_n > 0 and timers[1][1] or nil
+end
+
+--- One turn: advance transfers, wake due tasks, run what is ready. Waits at
+--- most `timeout` seconds (0: never blocks) when nothing is ready.
+--- Returns the number of live tasks.
+function _M.step(timeout)
+  timeout = timeout or 0
+  local d = get_driver()
+  if d.count() > 0 then dispatch(d.drive()) end
+  local next_at = expire_timers(now())
+  local ran = run_ready()
+  if ran == 0 and ready_n == 0 and timeout > 0 and live > 0 and (next_at or d.count() > 0) then
+    local t = timeout
+    if next_at then t = min(t, max(next_at - now(), 0)) end
+    d.wait(t)
+    if d.count() > 0 then dispatch(d.drive()) end
+    expire_timers(now())
+    run_ready()
+  end
+  return live
+end
+
+--- Runs until every task has ended. Returns true, or false and the error of
+--- the first task that raised and that nobody joined.
+local function stuck()
+  return ready_n == 0 and timers_n == 0 and get_driver().count() == 0
+end
+local STUCK = "every remaining task is waiting on another: nothing can progress"
+
+function _M.run()
+  if _M.current() then error("viggle.run cannot be called inside a task", 2) end
+  while live > 0 do
+    -- Every task is suspended on something only another task can give.
+    if stuck() then return false, errors.new("cancelled", STUCK) end
+    _M.step(huge)
+  end
+  local f = failed_tasks[1]
+  failed_tasks = {}
+  if f then return false, f.error end
+  return true
+end
+
+--- Number of tasks not yet ended.
+function _M.live() return live end
+
+-- ---- task methods -----------------------------------------------------------
+
+--- Cancels the task: its current wait ends, the transfer it was waiting for
+--- is abandoned, and the task ends as "cancelled".
+function Task:cancel()
+  if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
+  self.cancelled = true
+  local r = self.waiting_for
+  if r and r:state() == "running" then
+    waiting[r] = nil
+    get_driver().remove(r)
+  end
+  if co_running() == self.co then error(CANCEL, 0) end
+  make_ready(self)
+  return true
+end
+
+--- Waits for the task to end; returns true, results... or false, err.
+--- Inside a task it yields; outside it runs the scheduler meanwhile.
+function Task:join()
+  self.joined = true
+  for i = #failed_tasks, 1, -1 do
+    if failed_tasks[i] == self then table.remove(failed_tasks, i) end
+  end
+  while self.status ~= "done" and self.status ~= "failed" and self.status ~= "cancelled" do
+    local me = _M.current()
+    if me then
+      if me == self then error("a task cannot join itself", 2) end
+      self.joiners = self.joiners or {}
+      self.joiners[#self.joiners + 1] = me
+      suspend(me)
+    else
+      if stuck() then return false, errors.new("cancelled", STUCK) end
+      _M.step(huge)
+    end
+  end
+  if self.status == "done" then return true, unpack(self.results, 1, self.results.n) end
+  return false, self.error
+end
+
+--- "ready", "running", "waiting", "done", "failed" or "cancelled".
+function Task:state() return self.status end
+
+_M.Task = Task
+_M.CANCEL = CANCEL
+return _M
