@@ -1,0 +1,430 @@
+-- Launcher and control client for the mock Viggle Render API (spec/mock/).
+--
+-- As a module (any of Lua 5.1-5.4 / LuaJIT; needs only the stdlib, lua-cjson,
+-- the `nginx` and `curl` commands):
+--   local mock = require("spec.mock.server")
+--   local m = assert(mock.start())          -- nginx on 127.0.0.1, random ports
+--   m.base_url, m.cdn_base, m.port, m.cdn_port, m.prefix
+--   local id = m:job({ outcome = "failed" })
+--   ...
+--   m:stop()
+--
+-- As a script (see README.md):
+--   lua5.4 spec/mock/server.lua run   [--port N] [--cdn-port N]
+--   lua5.4 spec/mock/server.lua start [--port N] [--cdn-port N] [--state FILE]
+--   lua5.4 spec/mock/server.lua stop  [--state FILE]
+local cjson = require("cjson")
+
+local M = {}
+
+local NGINX = os.getenv("VIGGLE_MOCK_NGINX") or "nginx"
+
+---------------------------------------------------------------------------
+-- small helpers
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- os.execute's result differs between 5.1/LuaJIT (a number) and 5.2+ (true/nil, how, code)
+local function run_ok(cmd)
+  local a = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true
+end
+
+local function capture(cmd)
+  local p = io.popen(cmd)
+  if not p then return "" end
+  local out = p:read("*a") or ""
+  p:close()
+  return out
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write_file(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  return true
+end
+
+local function sleep(seconds)
+  os.execute("sleep " .. string.format("%.3f", seconds))
+end
+
+local function mock_dir()
+  local src = debug.getinfo(1, "S").source
+  local path = src:sub(1, 1) == "@" and src:sub(2) or "spec/mock/server.lua"
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local cwd = capture("pwd"):gsub("%s+$", "")
+    dir = cwd .. "/" .. dir
+  end
+  dir = dir:gsub("/%./", "/"):gsub("/%.$", ""):gsub("//+", "/")
+  return dir
+end
+
+M.dir = mock_dir()
+
+local seeded = false
+local function random_port(avoid)
+  if not seeded then
+    local seed = os.time()
+    local f = io.open("/dev/urandom", "rb")
+    if f then
+      local b = f:read(4)
+      f:close()
+      seed = 0
+      for i = 1, #b do seed = seed * 256 + b:byte(i) end
+    end
+    math.randomseed(seed % 2147483647)
+    seeded = true
+  end
+  while true do
+    local p = math.random(20000, 60000)
+    if p ~= avoid then return p end
+  end
+end
+
+local function is_alive(pid)
+  return pid and run_ok("kill -0 " .. tonumber(pid) .. " 2>/dev/null")
+end
+
+---------------------------------------------------------------------------
+-- the object
+
+local Mock = {}
+Mock.__index = Mock
+
+-- control(method, path, tbl) -> decoded JSON, HTTP status | nil, err, status
+-- tbl (optional) is sent as a JSON body.
+function Mock:control(method, path, tbl)
+  self._n = (self._n or 0) + 1
+  local base = self.prefix .. "/ctl/" .. self._n
+  local out = base .. ".out"
+  local cmd = "curl -sS --max-time 120 -X " .. q(method) .. " -o " .. q(out) .. " -w '%{http_code}'"
+  local body_file
+  if tbl ~= nil then
+    body_file = base .. ".json"
+    local ok, err = write_file(body_file, cjson.encode(tbl))
+    if not ok then return nil, "mock control: " .. tostring(err) end
+    cmd = cmd .. " -H 'Content-Type: application/json' --data-binary @" .. q(body_file)
+  end
+  cmd = cmd .. " " .. q(self.base_url .. path) .. " 2>&1"
+  local code_text = capture(cmd)
+  local body = read_file(out) or ""
+  os.remove(out)
+  if body_file then os.remove(body_file) end
+  local status = tonumber(code_text:match("(%d%d%d)%s*$"))
+  if not status or status == 0 then
+    return nil, "mock control " .. method .. " " .. path .. ": " .. code_text
+  end
+  local ok, decoded = pcall(cjson.decode, body)
+  if status < 200 or status > 299 then
+    return nil, "mock control " .. method .. " " .. path .. ": HTTP " .. status .. ": " .. body, status
+  end
+  if not ok then
+    return nil, "mock control " .. method .. " " .. path .. ": bad JSON: " .. body, status
+  end
+  return decoded, status
+end
+
+local function must(self, method, path, tbl)
+  local v, err = self:control(method, path, tbl)
+  if v == nil then error(err, 3) end
+  return v
+end
+
+-- reset(): forget jobs, faults, the log and config
+function Mock:reset()
+  must(self, "POST", "/_mock/reset", {})
+  return true
+end
+
+-- job(opts) -> id; opts: id, outcome, advance, step, transparent, mode,
+-- error_code, error_message, statuses (see README.md)
+function Mock:job(opts)
+  local r = must(self, "POST", "/_mock/jobs", opts or {})
+  return r.ids[1]
+end
+
+-- jobs(opts) -> list of ids (opts.count of them; default 1)
+function Mock:jobs(opts)
+  local r = must(self, "POST", "/_mock/jobs", opts or {})
+  return r.ids
+end
+
+-- job_state(id) -> {job=, stage=, polls=, view=} without advancing the job
+function Mock:job_state(id)
+  return must(self, "GET", "/_mock/jobs/" .. id)
+end
+
+-- fault(opts): queue one fault (match, method, kind, times, ...)
+function Mock:fault(opts)
+  return must(self, "POST", "/_mock/faults", opts)
+end
+
+-- faults() -> list of the faults still queued
+function Mock:faults()
+  return must(self, "GET", "/_mock/faults").faults
+end
+
+-- config(opts) -> the whole config after merging opts (nil values reset keys)
+function Mock:config(opts)
+  return must(self, "POST", "/_mock/config", opts or {})
+end
+
+-- log([since]) -> list of request records (seq > since)
+function Mock:log(since)
+  local path = "/_mock/log"
+  if since then path = path .. "?since=" .. tonumber(since) end
+  return must(self, "GET", path).requests
+end
+
+-- connections([server]) -> distinct connection ids seen in the log ("api" by default)
+function Mock:connections(server)
+  local r = must(self, "GET", "/_mock/connections")
+  return r[server or "api"].connections, r
+end
+
+function Mock:url(path) return self.base_url .. (path or "") end
+function Mock:cdn_url(path) return self.cdn_base .. (path or "") end
+
+-- big(size) -> path of /video/big.mp4 on disk after making it `size` bytes
+function Mock:big(size, sparse)
+  local r = must(self, "POST", "/_mock/config", { big_size = size or true, big_sparse = sparse or nil })
+  return r.big_path
+end
+
+function Mock:pid()
+  local s = read_file(self.prefix .. "/logs/nginx.pid")
+  return s and tonumber(s:match("%d+"))
+end
+
+-- stop(): stop nginx and remove PREFIX (unless the object only attached)
+function Mock:stop()
+  if self.stopped then return true end
+  self.stopped = true
+  if not self.owned then return true end
+  local pid = self:pid() or self.nginx_pid
+  if pid and is_alive(pid) then
+    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+    for _ = 1, 100 do
+      if not is_alive(pid) then break end
+      sleep(0.05)
+    end
+    if is_alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+  end
+  if self.prefix and self.prefix:match("^/.+/viggle%-mock%.") and not self.keep then
+    os.execute("rm -rf " .. q(self.prefix))
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- starting
+
+local function render_conf(vars)
+  local tpl = assert(read_file(M.dir .. "/nginx.conf.in"), "cannot read nginx.conf.in")
+  return (tpl:gsub("@([%u_]+)@", function(name)
+    local v = vars[name]
+    if v == nil then error("nginx.conf.in: no value for @" .. name .. "@") end
+    return tostring(v)
+  end))
+end
+
+local function wait_ready(m, timeout)
+  local deadline = os.time() + timeout
+  while true do
+    local code = capture("curl -s -o /dev/null --max-time 1 -w '%{http_code}' "
+      .. q(m.base_url .. "/_mock/ping") .. " 2>/dev/null")
+    if code:match("^200") then return true end
+    if os.time() > deadline then return false end
+    sleep(0.05)
+  end
+end
+
+-- start(opts) -> mock object | nil, err
+-- opts: port, cdn_port (fixed ports; otherwise random in 20000-60000, retried
+-- on bind failure), prefix (directory to use instead of a fresh temp one),
+-- keep (do not remove PREFIX on stop), daemon (default true)
+function M.start(opts)
+  opts = opts or {}
+  local prefix = opts.prefix
+  if not prefix then
+    local tmp = os.getenv("TMPDIR")
+    if not tmp or tmp == "" then tmp = "/tmp" end
+    prefix = capture("mktemp -d " .. q(tmp .. "/viggle-mock.XXXXXXXX")):gsub("%s+$", "")
+    if prefix == "" then return nil, "mock: mktemp failed" end
+  end
+  for _, d in ipairs({ "logs", "tmp", "cdn/video", "ctl" }) do
+    os.execute("mkdir -p " .. q(prefix .. "/" .. d))
+  end
+  local is_root = capture("id -u"):match("^0%s*$") ~= nil
+  local last_err = "no attempt"
+  local attempts = (opts.port or opts.cdn_port) and 1 or 10
+  for _ = 1, attempts do
+    local port = opts.port or random_port(opts.cdn_port)
+    local cdn_port = opts.cdn_port or random_port(port)
+    local conf = render_conf({
+      PREFIX = prefix, MOCK_DIR = M.dir, PORT = port, CDN_PORT = cdn_port,
+      DAEMON = (opts.daemon == false) and "off" or "on",
+      USER_LINE = is_root and "user root;" or "",
+    })
+    local conf_path = prefix .. "/nginx.conf"
+    assert(write_file(conf_path, conf))
+    local start_log = prefix .. "/logs/start.log"
+    local cmd = q(NGINX) .. " -p " .. q(prefix .. "/") .. " -c " .. q(conf_path)
+      .. " -e " .. q(prefix .. "/logs/error.log") .. " >" .. q(start_log) .. " 2>&1"
+    if run_ok(cmd) then
+      local m = setmetatable({
+        base_url = "http://127.0.0.1:" .. port,
+        cdn_base = "http://127.0.0.1:" .. cdn_port,
+        port = port, cdn_port = cdn_port, prefix = prefix,
+        owned = true, keep = opts.keep,
+      }, Mock)
+      if wait_ready(m, 10) then
+        m.nginx_pid = m:pid()
+        return m
+      end
+      last_err = "nginx started but does not answer: " .. (read_file(prefix .. "/logs/error.log") or "")
+      m:stop()
+      return nil, "mock: " .. last_err
+    end
+    last_err = read_file(start_log) or "nginx failed"
+    if not last_err:find("in use", 1, true) and not last_err:find("bind()", 1, true) then break end
+  end
+  if not opts.prefix then os.execute("rm -rf " .. q(prefix)) end
+  return nil, "mock: nginx did not start: " .. last_err
+end
+
+-- attach(state_file | {base_url=, cdn_base=, prefix=}) -> object that talks to a
+-- mock started elsewhere (`server.lua start`); its stop() leaves nginx running.
+function M.attach(src)
+  local t = src
+  if type(src) == "string" then
+    local text = read_file(src)
+    if not text then return nil, "mock: no state file " .. src end
+    t = {}
+    for k, v in text:gmatch("([%w_]+)=([^\n]*)") do t[k] = v end
+    t = { base_url = t.VIGGLE_BASE_URL, cdn_base = t.VIGGLE_CDN_BASE, prefix = t.VIGGLE_MOCK_PREFIX }
+  end
+  if not t.base_url then return nil, "mock: attach needs base_url" end
+  local m = setmetatable({
+    base_url = t.base_url, cdn_base = t.cdn_base, prefix = t.prefix,
+    port = tonumber(t.base_url:match(":(%d+)$")),
+    cdn_port = t.cdn_base and tonumber(t.cdn_base:match(":(%d+)$")),
+    owned = false,
+  }, Mock)
+  if not m.prefix then
+    local tmp = os.getenv("TMPDIR") or "/tmp"
+    m.prefix = capture("mktemp -d " .. q(tmp .. "/viggle-mock-client.XXXXXXXX")):gsub("%s+$", "")
+  end
+  os.execute("mkdir -p " .. q(m.prefix .. "/ctl"))
+  return m
+end
+
+---------------------------------------------------------------------------
+-- script mode
+
+local function env_lines(m)
+  return table.concat({
+    "VIGGLE_BASE_URL=" .. m.base_url,
+    "VIGGLE_CDN_BASE=" .. m.cdn_base,
+    "VIGGLE_MOCK_PREFIX=" .. m.prefix,
+    "VIGGLE_MOCK_PID=" .. tostring(m:pid() or ""),
+    "",
+  }, "\n")
+end
+
+local function parse_args(argv)
+  local o = { cmd = argv[1] }
+  local i = 2
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--port" then o.port = tonumber(argv[i + 1]); i = i + 2
+    elseif a == "--cdn-port" then o.cdn_port = tonumber(argv[i + 1]); i = i + 2
+    elseif a == "--state" then o.state = argv[i + 1]; i = i + 2
+    else
+      io.stderr:write("unknown argument: " .. tostring(a) .. "\n")
+      os.exit(2)
+    end
+  end
+  return o
+end
+
+local USAGE = [[
+usage: lua spec/mock/server.lua run   [--port N] [--cdn-port N]
+       lua spec/mock/server.lua start [--port N] [--cdn-port N] [--state FILE]
+       lua spec/mock/server.lua stop  [--state FILE]
+run:   start the mock, print VIGGLE_BASE_URL=... and stay until Ctrl-C/SIGTERM.
+start: start it in the background and write the VIGGLE_* lines to FILE
+       (default spec/mock/run/mock.env); stop: stop that one and remove FILE.
+]]
+
+local function main(argv)
+  local o = parse_args(argv)
+  local state = o.state or (M.dir .. "/run/mock.env")
+  if o.cmd == "run" then
+    local m, err = M.start({ port = o.port, cdn_port = o.cdn_port })
+    if not m then io.stderr:write(err, "\n"); os.exit(1) end
+    io.stdout:write(env_lines(m))
+    io.stdout:flush()
+    -- Plain Lua cannot catch signals, so a shell waits instead: it stops on
+    -- INT/TERM/HUP, when nginx dies, or when this Lua process goes away (its
+    -- parent changes). Either side then stops nginx and removes PREFIX.
+    local pid = m:pid()
+    local script = "orig=$PPID; "
+      .. "cleanup() { kill -TERM " .. pid .. " 2>/dev/null; "
+      .. "while kill -0 " .. pid .. " 2>/dev/null; do sleep 0.1; done; "
+      .. "rm -rf " .. q(m.prefix) .. "; exit 0; }; "
+      .. "trap cleanup INT TERM HUP; "
+      .. "while kill -0 " .. pid .. " 2>/dev/null; do "
+      .. "read -r _ _ _ pp _ < /proc/$$/stat; [ \"$pp\" = \"$orig\" ] || cleanup; "
+      .. "sleep 0.5; done; cleanup"
+    os.execute(script)
+    m:stop()
+    os.exit(0)
+  elseif o.cmd == "start" then
+    local m, err = M.start({ port = o.port, cdn_port = o.cdn_port })
+    if not m then io.stderr:write(err, "\n"); os.exit(1) end
+    os.execute("mkdir -p " .. q(state:match("^(.*)/[^/]*$") or "."))
+    assert(write_file(state, env_lines(m)))
+    io.stdout:write(env_lines(m))
+    os.exit(0)
+  elseif o.cmd == "stop" then
+    local text = read_file(state)
+    if not text then io.stderr:write("no state file " .. state .. "\n"); os.exit(1) end
+    local pid = tonumber(text:match("VIGGLE_MOCK_PID=(%d+)"))
+    local prefix = text:match("VIGGLE_MOCK_PREFIX=([^\n]+)")
+    -- only kill the pid if it still is our nginx (pids get reused)
+    local cmdline = pid and read_file("/proc/" .. pid .. "/cmdline") or ""
+    if pid and cmdline:find("nginx", 1, true) then
+      local m = setmetatable({ prefix = prefix, owned = true, nginx_pid = pid }, Mock)
+      m:stop()
+    elseif prefix and prefix:match("^/.+/viggle%-mock%.") then
+      os.execute("rm -rf " .. q(prefix))
+    end
+    os.remove(state)
+    os.exit(0)
+  else
+    io.stderr:write(USAGE)
+    os.exit(o.cmd and 2 or 0)
+  end
+end
+
+-- run main() only when this file is the script (not when required)
+if arg and arg[0] and debug.getinfo(1, "S").source == "@" .. arg[0] then
+  main(arg)
+end
+
+return M
