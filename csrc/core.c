@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vg.h"
 
@@ -28,7 +29,14 @@ static int core_sleep(lua_State *L) {
   return 0;
 }
 
+/* core.isatty(fd) -> true when fd (1: stdout, 2: stderr) is a terminal. */
+static int core_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)) == 1);
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+  {"isatty", core_isatty},
   {"request", vg_request_new},
   {"multi", vg_multi_new},
   {"now", core_now},

@@ -245,7 +245,8 @@ local blocking_multi
 
 --- Performs a set-up request to its end. Inside a task it yields; outside it
 --- blocks. `tick` (optional) is called about every `tick_every` seconds while
---- the transfer runs (for progress). Returns the request's result.
+--- the transfer runs (for progress); returning false abandons the transfer.
+--- Returns the request's result.
 function _M.transfer(r, tick, tick_every)
   local task = _M.current()
   tick_every = tick_every or 0.25
@@ -261,7 +262,7 @@ function _M.transfer(r, tick, tick_every)
       if next_tick then t = min(t, max(next_tick - now(), 0)) end
       m:poll(t)
       if next_tick and now() >= next_tick then
-        tick()
+        if tick() == false then m:remove(r) break end
         next_tick = now() + tick_every
       end
     end
@@ -271,19 +272,18 @@ function _M.transfer(r, tick, tick_every)
   assert(d.add(r))
   waiting[r] = task
   task.waiting_for = r
-  local ok, err = pcall(function()
-    while r:state() == "running" do
-      if tick then add_timer(task, now() + tick_every) end
-      suspend(task)
-      if tick and r:state() == "running" then tick() end
+  -- No pcall around the yields (Lua 5.1 cannot yield across one): a
+  -- cancelled task is cleaned up by Task:cancel, which removes the request.
+  while r:state() == "running" do
+    if tick then add_timer(task, now() + tick_every) end
+    suspend(task)
+    if tick and r:state() == "running" and tick() == false then
+      waiting[r] = nil
+      d.remove(r)
     end
-  end)
+  end
   waiting[r] = nil
   task.waiting_for = nil
-  if not ok then
-    if r:state() == "running" then d.remove(r) end
-    error(err, 0)
-  end
   return r:result()
 end
 

@@ -1,0 +1,441 @@
+--- The viggle command line. bin/viggle calls main(arg); main returns the exit code.
+local core = require("viggle.core")
+local viggle = require("viggle")
+local cjson = require("cjson.safe")
+
+local format, concat, floor, min, max = string.format, table.concat, math.floor, math.min, math.max
+local stdout, stderr = io.stdout, io.stderr
+
+local _M = {}
+
+-- Exit codes (README.md lists them).
+local EXIT = { ok = 0, error = 1, usage = 2, failed = 3, cancelled = 4, timeout = 5, interrupted = 130 }
+_M.EXIT = EXIT
+
+local USAGE = [==[
+Usage: viggle COMMAND [OPTIONS] [ARGS]
+
+Follow and fetch Viggle renders from the shell.
+
+Commands:
+  status JOB_ID             show a job's status
+  wait JOB_ID...            follow jobs until they end, with live progress
+  render [OPTIONS]          start a render (upload files or give URLs)
+  cancel JOB_ID             cancel a job (its credits are refunded)
+  download JOB_ID|URL       download a finished video
+  credits                   show the account's credit balance
+  help [COMMAND]            show help for a command
+
+Environment:
+  VIGGLE_API_KEY            your API key (sk-...); never printed
+  VIGGLE_BASE_URL           the API (default https://apis.viggle.ai)
+
+Exit codes: 0 done, 1 error, 2 usage, 3 job failed, 4 job cancelled,
+5 timed out, 130 interrupted.
+Run 'viggle COMMAND --help' for a command's options.
+]==]
+
+local HELP = {
+  status = [==[
+Usage: viggle status JOB_ID [--json]
+
+Show a job's status, checkpoint, progress and video link.
+  --json        print the job as JSON (one object)
+]==],
+  wait = [==[
+Usage: viggle wait JOB_ID... [--interval S] [--timeout S] [--json] [--cancel-on-timeout]
+
+Follow one or more jobs until each is complete, failed or cancelled. On a
+terminal a live line per job shows status, checkpoint, a progress bar and the
+time elapsed; otherwise a line is printed whenever a job changes.
+  --interval S          seconds between polls of a job (default 3)
+  --timeout S           give up after S seconds in all (default 1800)
+  --cancel-on-timeout   cancel jobs still running at the deadline (refunds credits)
+  --rate N              at most N status requests per second in all
+  --json                print the final jobs as JSON, one object per line
+Exit code: 0 all complete, 3 a job failed, 4 a job was cancelled, 5 timed out, 1 other errors.
+]==],
+  render = [==[
+Usage: viggle render [OPTIONS] [--wait [-o FILE]]
+
+Start a render. A character (--image, --image-url or --character) and a
+motion (--video, --video-url or --scene) are needed.
+  --image FILE          character image (PNG/JPG), uploaded
+  --image-url URL       character image fetched by the server
+  --video FILE          motion video (MP4), uploaded
+  --video-url URL       motion video fetched by the server
+  --character ID        a ready character
+  --scene ID            a ready scene
+  --mapping JSON        multi-character mapping {"<segment uuid>": "<character id>"}
+  --model NAME          V4_Preview (default) or V3_Preview
+  --background MODE     original (default), solid, transparent
+  --bg-color R,G,B      solid background colour
+  --fast                2x speed at 2x credits
+  --wait                follow the job to the end (live progress)
+  -o, --output FILE     with --wait: download the video to FILE
+  --mask                with -o: download the alpha mask instead
+  --overwrite           replace FILE if it exists
+  --interval S, --timeout S, --cancel-on-timeout   as for 'viggle wait'
+  --json                print the job as JSON
+]==],
+  cancel = [==[
+Usage: viggle cancel JOB_ID
+
+Cancel a job; its credits are refunded.
+]==],
+  download = [==[
+Usage: viggle download JOB_ID|URL [-o FILE] [--mask] [--overwrite]
+
+Download a finished video (the job's cdn_url) with a progress bar. An
+interrupted download resumes from FILE.part when run again.
+  -o, --output FILE     where to write (default JOB_ID.mp4, or the URL's file name)
+  --mask                the alpha mask video (transparent renders)
+  --overwrite           replace FILE if it exists
+]==],
+  credits = [==[
+Usage: viggle credits [--json]
+
+Show the account's credit balance.
+]==],
+}
+
+local OPTIONS = {
+  status = { json = false },
+  wait = { json = false, interval = "number", timeout = "number", ["cancel-on-timeout"] = false, rate = "number" },
+  render = { image = "string", ["image-url"] = "string", video = "string", ["video-url"] = "string",
+             character = "string", scene = "string", mapping = "string", model = "string",
+             background = "string", ["bg-color"] = "string", fast = false, wait = false,
+             output = "string", mask = false, overwrite = false, interval = "number", timeout = "number",
+             ["cancel-on-timeout"] = false, json = false },
+  cancel = { json = false },
+  download = { output = "string", mask = false, overwrite = false },
+  credits = { json = false },
+}
+local SHORT = { o = "output", h = "help" }
+
+local function usage_error(msg, cmd)
+  stderr:write("viggle: ", msg, "\n", "Run 'viggle ", cmd and (cmd .. " ") or "", "--help' for usage.\n")
+  return EXIT.usage
+end
+
+-- args -> options table, positional list; or nil, message
+local function parse(spec, args, from)
+  local opts, pos = {}, {}
+  local i = from
+  while i <= #args do
+    local a = args[i]
+    if a == "--" then
+      for j = i + 1, #args do pos[#pos + 1] = args[j] end
+      break
+    end
+    local name, value = a:match("^%-%-([%w-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w-]+)$") end
+    if not name then
+      local s = a:match("^%-(%a)$")
+      if s then name = SHORT[s] or s end
+    end
+    if name == "help" then
+      opts.help = true
+    elseif name then
+      local kind = spec[name]
+      if kind == nil then return nil, "unknown option --" .. name end
+      if kind == false then
+        if value then return nil, "--" .. name .. " takes no value" end
+        opts[name] = true
+      else
+        if not value then
+          i = i + 1
+          value = args[i]
+          if value == nil then return nil, "--" .. name .. " needs a value" end
+        end
+        if kind == "number" then
+          local n = tonumber(value)
+          if not n or n < 0 then return nil, "--" .. name .. " needs a non-negative number, got " .. value end
+          value = n
+        end
+        opts[name] = value
+      end
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, pos
+end
+
+local function fail(err)
+  stderr:write(tostring(err), "\n")
+  if viggle.is_error(err) then
+    if err.kind == "job_failed" then return EXIT.failed end
+    if err.kind == "job_cancelled" then return EXIT.cancelled end
+    if err.kind == "timeout" and err.job then return EXIT.timeout end
+  end
+  return EXIT.error
+end
+
+local function to_json(t)
+  return (cjson.encode(t) or "{}"):gsub("\\/", "/")
+end
+
+local FIELDS = { "status", "mode", "checkpoint", "progress_pct", "cdn_url", "mask_cdn_url",
+                 "error_code", "error_message", "created_at", "completed_at" }
+
+local function print_job(job)
+  stdout:write(job.job_id or "?", "\n")
+  for _, k in ipairs(FIELDS) do
+    local v = job[k]
+    if v ~= nil then
+      if k == "progress_pct" then v = format("%g%%", v) end
+      stdout:write(format("  %-13s %s\n", k .. ":", tostring(v)))
+    end
+  end
+end
+
+local function elapsed(s)
+  s = floor(s)
+  if s >= 3600 then return format("%d:%02d:%02d", floor(s / 3600), floor(s / 60) % 60, s % 60) end
+  return format("%d:%02d", floor(s / 60), s % 60)
+end
+
+local function bar(pct, width)
+  local filled = floor(width * min(max(pct or 0, 0), 100) / 100 + 0.5)
+  return "[" .. ("#"):rep(filled) .. ("."):rep(width - filled) .. "]"
+end
+
+local function job_line(id, job, err, t)
+  local st = job and job.status or "waiting"
+  if err then
+    st = err.kind == "job_failed" and "failed" or err.kind == "job_cancelled" and "cancelled" or err.kind
+  end
+  local pct = job and (job.progress_pct or (job.status == "complete" and 100)) or 0
+  local line = format("%-20s %-10s %-12s %s %3d%%  %s", id, st, job and job.checkpoint or "", bar(pct, 20),
+                      floor(pct), elapsed(t))
+  if err and err.kind ~= "job_cancelled" then line = line .. "  " .. (err.code or err.message or "") end
+  return line
+end
+
+-- Live or plain progress for a set of jobs.
+local function progress_view(ids)
+  local tty = core.isatty(1)
+  local start = core.now()
+  local state, drawn = {}, false
+  local view = {}
+  local function draw()
+    if not tty then return end
+    if drawn then stdout:write(format("\27[%dA", #ids)) end
+    for _, id in ipairs(ids) do
+      local s = state[id] or {}
+      stdout:write("\r\27[2K", job_line(id, s.job, s.err, (s.t or core.now()) - start), "\n")
+    end
+    drawn = true
+    stdout:flush()
+  end
+  function view.update(id, job, err)
+    local s = state[id] or {}
+    state[id] = s
+    s.job, s.err = job or s.job, err
+    if err or (job and viggle.TERMINAL[job.status]) then s.t = core.now() end
+    if tty then draw() else
+      stdout:write(job_line(id, s.job, err, core.now() - start), "\n")
+      stdout:flush()
+    end
+  end
+  view.draw = draw
+  return view
+end
+
+local function client_or_fail()
+  local c, err = viggle.new()
+  if not c then return nil, fail(err) end
+  return c
+end
+
+local commands = {}
+
+function commands.status(opts, pos)
+  if #pos ~= 1 then return usage_error("status takes one JOB_ID", "status") end
+  local c, code = client_or_fail()
+  if not c then return code end
+  local job, err = c:status(pos[1])
+  if not job then return fail(err) end
+  if opts.json then stdout:write(to_json(job), "\n") else print_job(job) end
+  return EXIT.ok
+end
+
+local function wait_jobs(c, ids, opts)
+  local view = opts.json and { update = function() end, draw = function() end } or progress_view(ids)
+  for _, id in ipairs(ids) do view.update(id, nil, nil) end
+  local results = c:await_all(ids, {
+    interval = opts.interval, timeout = opts.timeout, rate = opts.rate,
+    cancel_on_timeout = opts["cancel-on-timeout"],
+    on_progress = function(job) view.update(job.job_id, job) end,
+  })
+  local code = EXIT.ok
+  for i, id in ipairs(ids) do
+    local r = results[i]
+    if viggle.is_error(r) then
+      view.update(id, r.job, r)
+      local this = r.kind == "job_failed" and EXIT.failed or r.kind == "job_cancelled" and EXIT.cancelled
+                   or r.kind == "timeout" and EXIT.timeout or EXIT.error
+      if code == EXIT.ok or this == EXIT.error then code = this end
+    else
+      view.update(id, r)
+    end
+  end
+  for i, id in ipairs(ids) do
+    local r = results[i]
+    if opts.json then
+      stdout:write(to_json(viggle.is_error(r) and { job_id = id, error = { kind = r.kind, code = r.code,
+        message = r.message, status = r.status } } or r), "\n")
+    elseif viggle.is_error(r) then
+      stderr:write(tostring(r), "\n")
+    elseif r.cdn_url and #ids == 1 then
+      stdout:write("video: ", r.cdn_url, "\n")
+    end
+  end
+  return code, results
+end
+
+function commands.wait(opts, pos)
+  if #pos == 0 then return usage_error("wait needs at least one JOB_ID", "wait") end
+  local c, code = client_or_fail()
+  if not c then return code end
+  return (wait_jobs(c, pos, opts))
+end
+
+local function human_bytes(n)
+  if n >= 1073741824 then return format("%.2f GiB", n / 1073741824) end
+  if n >= 1048576 then return format("%.1f MiB", n / 1048576) end
+  if n >= 1024 then return format("%.1f KiB", n / 1024) end
+  return format("%d B", n)
+end
+
+local function download_bar()
+  local tty = core.isatty(2)
+  local start, last_print = core.now(), 0
+  return function(bytes, total)
+    local t = core.now()
+    local rate = bytes / max(t - start, 1e-3)
+    local line
+    if total and total > 0 then
+      local left = rate > 0 and (total - bytes) / rate or 0
+      line = format("%s %3d%%  %s of %s  %s/s  %s left", bar(bytes / total * 100, 24), floor(bytes / total * 100),
+                    human_bytes(bytes), human_bytes(total), human_bytes(rate), elapsed(left))
+    else
+      line = format("%s  %s/s", human_bytes(bytes), human_bytes(rate))
+    end
+    if tty then
+      stderr:write("\r\27[2K", line)
+      if total and bytes >= total then stderr:write("\n") end
+    elseif t - last_print >= 1 or (total and bytes >= total) then
+      stderr:write(line, "\n")
+      last_print = t
+    end
+  end
+end
+
+local function download(c, target, out, opts)
+  local path, info = c:download(target, out, { mask = opts.mask, overwrite = opts.overwrite,
+                                                on_progress = download_bar() })
+  if not path then return fail(info) end
+  stdout:write("saved ", path, " (", human_bytes(info.bytes), ")\n")
+  return EXIT.ok
+end
+
+function commands.download(opts, pos)
+  if #pos ~= 1 then return usage_error("download takes one JOB_ID or URL", "download") end
+  local c, code = client_or_fail()
+  if not c then return code end
+  local target = pos[1]
+  local out = opts.output
+  if not out then
+    if target:find("://", 1, true) then
+      out = target:match("^[^?#]*/([^/?#]+)") or "video.mp4"
+    else
+      out = target .. (opts.mask and "-mask" or "") .. ".mp4"
+    end
+  end
+  return download(c, target, out, opts)
+end
+
+function commands.cancel(opts, pos)
+  if #pos ~= 1 then return usage_error("cancel takes one JOB_ID", "cancel") end
+  local c, code = client_or_fail()
+  if not c then return code end
+  local res, err = c:cancel(pos[1])
+  if not res then return fail(err) end
+  if opts.json then stdout:write(to_json(res), "\n") else stdout:write("cancelled ", pos[1], "\n") end
+  return EXIT.ok
+end
+
+function commands.credits(opts, pos)
+  if #pos ~= 0 then return usage_error("credits takes no arguments", "credits") end
+  local c, code = client_or_fail()
+  if not c then return code end
+  local res, err = c:credits()
+  if not res then return fail(err) end
+  if opts.json then stdout:write(to_json(res), "\n") return EXIT.ok end
+  stdout:write(format("balance: %s credits (purchased %s, used %s)\n", tostring(res.balance),
+                      tostring(res.total_purchased), tostring(res.total_used)))
+  return EXIT.ok
+end
+
+function commands.render(opts, pos)
+  if #pos ~= 0 then return usage_error("render takes options only, got " .. pos[1], "render") end
+  if opts.output and not opts.wait then return usage_error("-o needs --wait", "render") end
+  local c, code = client_or_fail()
+  if not c then return code end
+  local params = {
+    ref_image = opts.image, ref_image_url = opts["image-url"], driving_video = opts.video,
+    driving_video_url = opts["video-url"], character_id = opts.character, scene_id = opts.scene,
+    character_mapping = opts.mapping, model = opts.model, background_mode = opts.background,
+    bg_color = opts["bg-color"], fast = opts.fast or nil,
+  }
+  local job, err = c:render(params)
+  if not job then return fail(err) end
+  if not opts.wait then
+    if opts.json then stdout:write(to_json(job), "\n") else stdout:write(job.job_id, "\n") end
+    return EXIT.ok
+  end
+  if not opts.json then stdout:write("started ", job.job_id, "\n") end
+  local wcode, results = wait_jobs(c, { job.job_id }, opts)
+  if wcode ~= EXIT.ok or not opts.output then return wcode end
+  return (download(c, results[1], opts.output, opts))
+end
+
+--- Runs the CLI with `args` (a Lua `arg` table); returns the exit code.
+function _M.main(args)
+  local cmd = args[1]
+  if cmd == nil or cmd == "-h" or cmd == "--help" then
+    stdout:write(USAGE)
+    return cmd and EXIT.ok or EXIT.usage
+  end
+  if cmd == "--version" or cmd == "version" then
+    stdout:write(format("viggle %s (libcurl %s, %s, %s)\n", viggle.VERSION, core.curl_version, core.ssl_version, _VERSION))
+    return EXIT.ok
+  end
+  if cmd == "help" then
+    local topic = args[2]
+    stdout:write(topic and HELP[topic] or USAGE)
+    return (topic == nil or HELP[topic]) and EXIT.ok or EXIT.usage
+  end
+  local run = commands[cmd]
+  if not run then return usage_error("unknown command '" .. tostring(cmd) .. "'") end
+  local opts, pos = parse(OPTIONS[cmd], args, 2)
+  if not opts then return usage_error(pos, cmd) end
+  if opts.help then
+    stdout:write(HELP[cmd])
+    return EXIT.ok
+  end
+  local ok, code = pcall(run, opts, pos)
+  if ok then return code end
+  if tostring(code):find("interrupted", 1, true) then
+    stdout:write("\n")
+    stderr:write("viggle: interrupted\n")
+    return EXIT.interrupted
+  end
+  stderr:write("viggle: internal error: ", tostring(code), "\n")
+  return EXIT.error
+end
+
+return _M
