@@ -3,7 +3,7 @@ local core = require("viggle.core")
 local viggle = require("viggle")
 local cjson = require("cjson.safe")
 
-local format, concat, floor, min, max = string.format, table.concat, math.floor, math.min, math.max
+local format, floor, min, max = string.format, math.floor, math.min, math.max
 local stdout, stderr = io.stdout, io.stderr
 
 local _M = {}

@@ -575,7 +575,9 @@ local function render_form(p)
         text = require("cjson.safe").encode(m)
       end
     elseif type(m) == "string" then
-      if type(core.decode(m)) ~= "table" then err = E("invalid_argument", "character_mapping is not a JSON object: " .. quote(m)) end
+      if type(core.decode(m)) ~= "table" then
+        err = E("invalid_argument", "character_mapping is not a JSON object: " .. quote(m))
+      end
       text = m
     else
       err = E("invalid_argument", "character_mapping must be a table or a JSON string")
@@ -588,7 +590,8 @@ local function render_form(p)
   end
   if not err and p.background_mode ~= nil then
     if not BACKGROUND[p.background_mode] then
-      err = E("invalid_argument", "background_mode must be original, solid, transparent or inpaint, got " .. quote(p.background_mode))
+      err = E("invalid_argument",
+        "background_mode must be original, solid, transparent or inpaint, got " .. quote(p.background_mode))
     else form[#form + 1] = { name = "background_mode", value = p.background_mode } end
   end
   if not err and p.bg_color ~= nil then err = add(colour(p.bg_color)) end
@@ -597,7 +600,10 @@ local function render_form(p)
     else form[#form + 1] = { name = "fast", value = tostring(p.fast) } end
   end
   if err then return nil, err end
-  if #form == 0 then return bad("render needs parameters: a character (ref_image, ref_image_url, character_id) and a motion (driving_video, driving_video_url, scene_id)") end
+  if #form == 0 then
+    return bad("render needs a character (ref_image, ref_image_url, character_id) and a motion "
+               .. "(driving_video, driving_video_url, scene_id)")
+  end
   return form
 end
 
@@ -623,7 +629,8 @@ function Client:render(params, opts)
   local form
   form, err = render_form(params)
   if not form then return nil, err end
-  local attempt, job = 0, nil
+  local attempt = 0
+  local job
   while true do
     job, err = self:_api({ method = "POST", path = "/api/render", form = form,
                            timeout = opts.timeout or 0, low_speed_time = 60 })

@@ -9,7 +9,7 @@
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 
-local coroutine, setmetatable, select, type, pcall, error = coroutine, setmetatable, select, type, pcall, error
+local coroutine, setmetatable, select, type, error = coroutine, setmetatable, select, type, error
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
 local now, core_sleep, huge, min, max = core.now, core.sleep, math.huge, math.min, math.max
 local co_running, co_yield, co_resume, co_status, co_create = coroutine.running, coroutine.yield,
