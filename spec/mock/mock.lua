@@ -549,6 +549,7 @@ function M.log_request(server)
     t_end = ngx.now(),
     method = ngx.req.get_method(),
     uri = uri,
+    request_uri = ngx.var.request_uri,
     args = ngx.var.args or null,
     headers = header_table(),
     connection = tonumber(ngx.var.connection),

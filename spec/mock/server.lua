@@ -75,6 +75,18 @@ end
 
 M.dir = mock_dir()
 
+-- ports something already listens on (from /proc/net/tcp{,6}; empty if unreadable)
+local function busy_ports()
+  local busy = {}
+  for _, f in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
+    local text = read_file(f) or ""
+    for port, st in text:gmatch("\n%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)") do
+      if st == "0A" then busy[tonumber(port, 16)] = true end
+    end
+  end
+  return busy
+end
+
 local seeded = false
 local function random_port(avoid)
   if not seeded then
@@ -89,14 +101,21 @@ local function random_port(avoid)
     math.randomseed(seed % 2147483647)
     seeded = true
   end
+  local busy = busy_ports()
   while true do
     local p = math.random(20000, 60000)
-    if p ~= avoid then return p end
+    if p ~= avoid and not busy[p] then return p end
   end
 end
 
+-- a daemonized nginx is reparented to PID 1, which may be slow to reap it:
+-- a zombie counts as gone
 local function is_alive(pid)
-  return pid and run_ok("kill -0 " .. tonumber(pid) .. " 2>/dev/null")
+  pid = tonumber(pid)
+  if not pid then return false end
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then return stat:match("%) (%a)") ~= "Z" end
+  return run_ok("kill -0 " .. pid .. " 2>/dev/null")
 end
 
 ---------------------------------------------------------------------------
@@ -193,7 +212,7 @@ end
 -- connections([server]) -> distinct connection ids seen in the log ("api" by default)
 function Mock:connections(server)
   local r = must(self, "GET", "/_mock/connections")
-  return r[server or "api"].connections, r
+  return math.floor(r[server or "api"].connections), r
 end
 
 function Mock:url(path) return self.base_url .. (path or "") end
@@ -384,11 +403,13 @@ local function main(argv)
     -- parent changes). Either side then stops nginx and removes PREFIX.
     local pid = m:pid()
     local script = "orig=$PPID; "
-      .. "cleanup() { kill -TERM " .. pid .. " 2>/dev/null; "
-      .. "while kill -0 " .. pid .. " 2>/dev/null; do sleep 0.1; done; "
+      .. "alive() { kill -0 $1 2>/dev/null || return 1; read -r st < /proc/$1/stat || return 0; "
+      .. "case \"$st\" in *') Z '*) return 1;; esac; return 0; }; "
+      .. "cleanup() { kill -TERM " .. pid .. " 2>/dev/null; n=0; "
+      .. "while alive " .. pid .. " && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done; "
       .. "rm -rf " .. q(m.prefix) .. "; exit 0; }; "
       .. "trap cleanup INT TERM HUP; "
-      .. "while kill -0 " .. pid .. " 2>/dev/null; do "
+      .. "while alive " .. pid .. "; do "
       .. "read -r _ _ _ pp _ < /proc/$$/stat; [ \"$pp\" = \"$orig\" ] || cleanup; "
       .. "sleep 0.5; done; cleanup"
     os.execute(script)
