@@ -67,16 +67,18 @@ static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
 int vg_multi_new(lua_State *L) {
   vg_multi *m;
   int opts = lua_istable(L, 1);
-  long max_host = 0, max_total = 0;
+  long max_host = 0, max_total = 0, max_connects = 0;
   int sockets = 0;
   if (opts) {
     lua_getfield(L, 1, "max_host_connections");
     max_host = (long)luaL_optnumber(L, -1, 0);
     lua_getfield(L, 1, "max_total_connections");
     max_total = (long)luaL_optnumber(L, -1, 0);
+    lua_getfield(L, 1, "max_connects");
+    max_connects = (long)luaL_optnumber(L, -1, 0);
     lua_getfield(L, 1, "sockets");
     sockets = lua_toboolean(L, -1);
-    lua_pop(L, 3);
+    lua_pop(L, 4);
   }
   m = lua_newuserdata(L, sizeof *m);
   memset(m, 0, sizeof *m);
@@ -93,11 +95,10 @@ int vg_multi_new(lua_State *L) {
   curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   if (max_host > 0) curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
   if (max_total > 0) curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
-  if (max_host > 0 || max_total > 0) {
-    /* keep every permitted connection alive between rounds */
-    long cache = (max_total > max_host ? max_total : max_host) * 2;
-    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, cache);
-  }
+  /* libcurl's default cache is 4 connections per handle in the multi at the
+     moment; between polling rounds few are in it, and the connections just
+     used would be closed. Keep a fixed number alive instead. */
+  curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, max_connects > 0 ? max_connects : 256L);
   if (sockets) {
     m->socket_mode = 1;
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);

@@ -277,8 +277,11 @@ function Client:cancel(job_id, opts)
   if not path then return nil, err end
   err = need_key(self)
   if err then return nil, err end
-  return self:_api({ method = "DELETE", path = "/api/render/" .. path, job_id = job_id,
-                     timeout = opts.timeout, empty_ok = true })
+  local res
+  res, err = self:_api({ method = "DELETE", path = "/api/render/" .. path, job_id = job_id,
+                         timeout = opts.timeout, empty_ok = true })
+  if not res then return nil, err end
+  return res
 end
 
 --- GET /api/credits: {balance, total_purchased, total_used, updated_at}.
@@ -286,9 +289,12 @@ function Client:credits(opts)
   opts = check_opts(opts, "credits")
   local err = need_key(self)
   if err then return nil, err end
-  return with_retries(opts.retries or self.retries, 10, function()
+  local res
+  res, err = with_retries(opts.retries or self.retries, 10, function()
     return self:_api({ path = "/api/credits", timeout = opts.timeout })
   end)
+  if not res then return nil, err end
+  return res
 end
 
 local function changed(a, b)
@@ -332,7 +338,7 @@ function Client:await(job_id, opts)
   local deadline = now() + (opts.timeout or 1800)
   local max_backoff = opts.max_backoff or 60
   local on_progress, gate = opts.on_progress, opts._gate
-  local last, failures = nil, 0
+  local last, last_err, failures = nil, nil, 0
   while true do
     local left = deadline - now()
     if left <= 0 then break end
@@ -360,6 +366,7 @@ function Client:await(job_id, opts)
       end
       wait = interval
     elseif e.retryable then
+      last_err = e
       failures = failures + 1
       wait = backoff(failures, interval, max_backoff, e)
     else
@@ -373,11 +380,13 @@ function Client:await(job_id, opts)
     end
     loop.sleep(wait)
   end
-  local terr = E("timeout", format("job still running after %gs (%s)", opts.timeout or 1800, describe(last)),
-    { job_id = job_id, job = last, retryable = false })
+  local state = describe(last)
+  if last_err and (not last or failures > 0) then state = state .. "; last error: " .. last_err.message end
+  local terr = E("timeout", format("job still running after %gs (%s)", opts.timeout or 1800, state),
+    { job_id = job_id, job = last, cause = last_err, retryable = false })
   if opts.cancel_on_timeout then
-    local _, cerr = self:cancel(job_id)
-    terr.cancelled = cerr == nil
+    local ok, cerr = self:cancel(job_id)
+    terr.cancelled = ok ~= nil
     terr.cancel_error = cerr
   end
   return nil, terr
