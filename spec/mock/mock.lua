@@ -562,6 +562,7 @@ function M.log_request(server)
     form = ctx.form,
     parts = ctx.parts,
     body = ctx.body,
+    form_error = ctx.form_error,
     fault = ctx.fault,
     job_id = ctx.job_id,
   }
@@ -660,7 +661,10 @@ local function read_form()
   local boundary = multipart.boundary(ct)
   if boundary then
     local parts, err = multipart.parse(boundary, read_body_chunks())
-    if not parts then return nil, err end
+    if not parts then
+      ngx.ctx.form_error = err
+      return nil, err
+    end
     local form, list = form_record(parts)
     ngx.ctx.form, ngx.ctx.parts = form, list
     return form
@@ -957,7 +961,6 @@ local function bad(msg)
 end
 
 local function control_jobs(opts)
-  local cfg = get_config()
   local count = tonumber(opts.count)
   local ids = {}
   local n = count or 1

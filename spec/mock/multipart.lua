@@ -25,30 +25,24 @@ end
 
 local function param(header, name)
   -- name="value" (with \" escapes) or name=token; case-insensitive name
-  local lower = header:lower()
-  local pos = 1
-  while true do
-    local s, e = lower:find(";%s*" .. name .. "%s*=%s*", pos)
-    if not s then return nil end
-    local rest = header:sub(e + 1)
-    if rest:sub(1, 1) == '"' then
-      local out, i = {}, 2
-      while i <= #rest do
-        local c = rest:sub(i, i)
-        if c == "\\" then
-          out[#out + 1] = rest:sub(i + 1, i + 1)
-          i = i + 2
-        elseif c == '"' then
-          return table.concat(out)
-        else
-          out[#out + 1] = c
-          i = i + 1
-        end
-      end
-      return table.concat(out)
+  local _, e = header:lower():find(";%s*" .. name .. "%s*=%s*")
+  if not e then return nil end
+  local rest = header:sub(e + 1)
+  if rest:sub(1, 1) ~= '"' then return rest:match("^([^;%s]*)") end
+  local out, i = {}, 2
+  while i <= #rest do
+    local c = rest:sub(i, i)
+    if c == "\\" then
+      out[#out + 1] = rest:sub(i + 1, i + 1)
+      i = i + 2
+    elseif c == '"' then
+      break
+    else
+      out[#out + 1] = c
+      i = i + 1
     end
-    return rest:match("^([^;%s]*)")
   end
+  return table.concat(out)
 end
 
 local function parse_headers(block)
