@@ -1,0 +1,146 @@
+--- Drives viggle's scheduler from a libuv loop: luv (`require "luv"`), or
+--- Neovim's `vim.uv` / `vim.loop`. libcurl's sockets are watched by uv poll
+--- handles and its timeouts by a uv timer, so the host's loop never blocks
+--- on a transfer; tasks (viggle.spawn) are resumed from the host's loop.
+---
+---   local uv = require("luv")
+---   require("viggle.uv").install(uv)
+---   viggle.spawn(function() local job = client:await(id) ... end)
+---   uv.run()
+---
+--- In Neovim, pass `{ schedule = vim.schedule }` (viggle.nvim does) so that
+--- tasks, and so every user callback, run on the main loop where the editor's
+--- API may be called, never inside a fast event.
+local core = require("viggle.core")
+local loop = require("viggle.loop")
+
+local pairs, error, math_max, floor = pairs, error, math.max, math.floor
+
+local _M = {}
+
+local installed
+
+---@class viggle.UvOptions
+---@field schedule fun(fn: function)|nil runs fn soon on the host's main loop (default: a 0 ms uv timer)
+---@field max_connects integer|nil connections kept alive (default 256)
+
+--- Installs the libuv driver. Call it once, while no transfer is in flight.
+---@param uv table luv, vim.uv or vim.loop
+---@param opts viggle.UvOptions|nil
+---@return table driver
+function _M.install(uv, opts)
+  if installed then return installed end
+  if type(uv) ~= "table" or not uv.new_timer or not uv.new_socket_poll then
+    error("bad argument #1 to 'install' (luv, vim.uv or vim.loop expected)", 2)
+  end
+  opts = opts or {}
+  local m = assert(core.multi({ sockets = true, max_connects = opts.max_connects }))
+  local polls = {}                 -- fd -> uv poll handle
+  local curl_timer = uv.new_timer()
+  local task_timer = uv.new_timer()
+  local kick_timer = uv.new_timer()
+  local scheduled = false
+  local d = { multi = m }
+
+  local function ms(seconds) return math_max(0, floor(seconds * 1000 + 0.5)) end
+
+  local run_soon
+
+  -- Applies what libcurl asked for during the last call into it.
+  local function apply()
+    local changes = m:changes()
+    if changes then
+      for i = 1, #changes, 2 do
+        local fd, what = changes[i], changes[i + 1]
+        local p = polls[fd]
+        if what == "remove" then
+          if p then
+            p:stop()
+            p:close()
+            polls[fd] = nil
+          end
+        elseif what ~= "none" then
+          if not p then
+            p = uv.new_socket_poll(fd)
+            polls[fd] = p
+          end
+          p:start(what, function(err, events)
+            local ev = err and "e" or (events or "")
+            local _, finished = m:socket_action(fd, ev)
+            loop.dispatch(finished)
+            apply()
+          end)
+        end
+      end
+    end
+    local changed, secs = m:timer()
+    if changed then
+      curl_timer:stop()
+      if secs then
+        curl_timer:start(ms(secs), 0, function()
+          local _, finished = m:socket_action(-1)
+          loop.dispatch(finished)
+          apply()
+        end)
+      end
+    end
+  end
+
+  -- Runs ready tasks and due timers, then sets the timer for the next one.
+  local function turn()
+    scheduled = false
+    loop.step(0)
+    apply()
+    local at = loop.next_timer()
+    task_timer:stop()
+    if at then task_timer:start(ms(at - core.now()), 0, run_soon) end
+  end
+
+  local schedule = opts.schedule or function(fn) kick_timer:start(0, 0, fn) end
+  run_soon = function()
+    if not scheduled then
+      scheduled = true
+      schedule(turn)
+    end
+  end
+
+  d.add = function(r)
+    local ok, err, code = m:add(r)
+    if ok then apply() end
+    return ok, err, code
+  end
+  d.remove = function(r)
+    m:remove(r)
+    apply()
+  end
+  d.count = function() return m:count() end
+  d.drive = function() return nil end -- the uv callbacks drive
+  d.wait = function() end             -- the host's loop waits, never us
+  d.wake = run_soon
+
+  --- Removes the driver (transfers still in flight end as cancelled). Its
+  --- timers are stopped, not closed: the host's loop frees them at its end.
+  function d.uninstall()
+    if m:count() > 0 then
+      error("viggle.uv: uninstall while transfers are in flight; cancel their tasks first", 2)
+    end
+    installed = nil
+    loop.set_driver(nil)
+    for fd, p in pairs(polls) do
+      p:stop()
+      p:close()
+      polls[fd] = nil
+    end
+    curl_timer:stop()
+    task_timer:stop()
+    kick_timer:stop()
+    m:close()
+  end
+
+  loop.set_driver(d)
+  installed = d
+  run_soon() -- tasks spawned before install
+  return d
+end
+
+return _M

@@ -1,0 +1,76 @@
+-- The libuv driver (luv): 50 jobs awaited while the host's own 10 ms timer
+-- keeps firing; its largest gap shows the host loop never stalls.
+local viggle = require("viggle")
+local core = require("viggle.core")
+local mock_server = require("spec.mock.server")
+local has_luv, uv = pcall(require, "luv")
+
+describe("viggle.uv (luv host loop)", function()
+  local m, c, driver
+
+  setup(function()
+    assert(has_luv, "lua-luv is needed for this spec")
+    m = assert(mock_server.start())
+    driver = require("viggle.uv").install(uv)
+  end)
+  teardown(function()
+    if driver then driver.uninstall() end
+    if m then m:stop() end
+  end)
+  before_each(function()
+    m:reset()
+    c = assert(viggle.new({ base_url = m.base_url, api_key = "sk-test-valid", timeout = 5 }))
+  end)
+
+  it("awaits 50 jobs while a 10 ms host timer never waits 100 ms", function()
+    m:config({ delay = 0.03 })
+    local ids = m:jobs({ count = 50, id = "uvjob" })
+    local results, summary
+    local progress_calls = 0
+    viggle.spawn(function()
+      results, summary = c:await_all(ids, { interval = 0.02, on_progress = function()
+        progress_calls = progress_calls + 1
+      end })
+    end)
+    local last, worst, ticks = core.now(), 0, 0
+    local t = uv.new_timer()
+    local t0 = core.now()
+    t:start(10, 10, function()
+      local n = core.now()
+      if n - last > worst then worst = n - last end
+      last, ticks = n, ticks + 1
+      if results or n - t0 > 20 then
+        t:stop()
+        t:close()
+      end
+    end)
+    uv.run()
+    assert.is_table(results, "await_all did not finish within 20 s")
+    assert.are.equal(50, summary.complete)
+    for i, id in ipairs(ids) do assert.are.equal(id, results[i].job_id) end
+    assert.are.equal(50 * 6, progress_calls)
+    assert.is_true(ticks > 20, "ticks: " .. ticks)
+    assert.is_true(worst < 0.1, string.format("largest gap between ticks: %.1f ms", worst * 1000))
+    print(string.format("\n# luv: 50 jobs in %.2f s, %d ticks, largest gap %.1f ms", core.now() - t0, ticks,
+      worst * 1000))
+  end)
+
+  it("sleeps in tasks on uv timers and reports a task's failure", function()
+    local order = {}
+    viggle.spawn(function() viggle.sleep(0.05) order[#order + 1] = "b" end)
+    viggle.spawn(function() viggle.sleep(0.01) order[#order + 1] = "a" end)
+    local bad = viggle.spawn(function() viggle.sleep(0.02) error("late failure") end)
+    uv.run()
+    assert.are.same({ "a", "b" }, order)
+    assert.are.equal("failed", bad:state())
+  end)
+
+  it("a failing transfer ends the await with the right kind", function()
+    local id = m:job({ id = "job_gone" })
+    m:fault({ match = "/api/render/" .. id, kind = "status", status = 404, body = '{"detail":"Job not found"}' })
+    local err
+    viggle.spawn(function() local _, e = c:await(id, { interval = 0.01 }) err = e end)
+    uv.run()
+    assert.are.equal("not_found", err.kind)
+  end)
+end)
