@@ -124,6 +124,24 @@ end
 local Mock = {}
 Mock.__index = Mock
 
+-- lua-cjson decodes every number as a float on Lua 5.3+: give integral ones back
+-- as integers so that 3 prints as "3", not "3.0"
+local tointeger = math.tointeger
+local function integers(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if type(x) == "number" then
+        local i = tointeger(x)
+        if i then v[k] = i end
+      elseif type(x) == "table" then
+        integers(x)
+      end
+    end
+  end
+  return v
+end
+if not tointeger then integers = function(v) return v end end
+
 -- control(method, path, tbl) -> decoded JSON, HTTP status | nil, err, status
 -- tbl (optional) is sent as a JSON body.
 function Mock:control(method, path, tbl)
@@ -154,7 +172,7 @@ function Mock:control(method, path, tbl)
   if not ok then
     return nil, "mock control " .. method .. " " .. path .. ": bad JSON: " .. body, status
   end
-  return decoded, status
+  return integers(decoded), status
 end
 
 local function must(self, method, path, tbl)
@@ -212,7 +230,7 @@ end
 -- connections([server]) -> distinct connection ids seen in the log ("api" by default)
 function Mock:connections(server)
   local r = must(self, "GET", "/_mock/connections")
-  return math.floor(r[server or "api"].connections), r
+  return r[server or "api"].connections
 end
 
 function Mock:url(path) return self.base_url .. (path or "") end
