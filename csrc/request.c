@@ -246,7 +246,7 @@ static int request_setup(lua_State *L) {
   const char *url, *method, *body, *output, *ca_file, *ua;
   size_t body_len = 0;
   double timeout, connect_timeout, resume_from, low_speed_time;
-  int append, verify, follow;
+  int append, verify, follow, fresh;
 
   luaL_checktype(L, 2, LUA_TTABLE);
   if (r->state == VG_RUNNING) return luaL_argerror(L, 1, "request is in flight");
@@ -265,6 +265,7 @@ static int request_setup(lua_State *L) {
   append = opt_bool(L, 2, "append", 0);
   verify = opt_bool(L, 2, "verify", 1);
   follow = opt_bool(L, 2, "follow", 1);
+  fresh = opt_bool(L, 2, "fresh_connect", 0);
   lua_getfield(L, 2, "body");
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "option 'body' must be a string");
@@ -304,6 +305,9 @@ static int request_setup(lua_State *L) {
   SET(CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
   SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
   SET(CURLOPT_URL, url);
+  /* libcurl re-sends a request whose reused connection turns out dead; a
+     request that must never be repeated asks for a connection of its own. */
+  if (fresh) SET(CURLOPT_FRESH_CONNECT, 1L);
   if (ca_file != NULL) SET(CURLOPT_CAINFO, ca_file);
   if (ua != NULL) SET(CURLOPT_USERAGENT, ua);
   if (timeout > 0) SET(CURLOPT_TIMEOUT_MS, to_ms(timeout));

@@ -172,6 +172,7 @@ function Client:_http(o)
     timeout = timeout,
     connect_timeout = min(self.connect_timeout, timeout > 0 and timeout or self.connect_timeout),
     low_speed_time = o.low_speed_time,
+    fresh_connect = o.method == "POST",
     user_agent = self.user_agent,
     ca_file = self.ca_file,
     max_body = o.max_body or self.max_body,
