@@ -91,6 +91,19 @@ local function heap_pop()
 end
 
 -- ---- drivers ----------------------------------------------------------------
+-- Inside nginx (OpenResty's Lua module), a wait outside a task yields to
+-- nginx with ngx.sleep, in the phases where that is allowed, so the worker
+-- keeps serving other requests. (A libcurl transfer itself still blocks.)
+local NGX_YIELDING = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
+                       ssl_session_fetch = true }
+local function host_sleep(seconds)
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.sleep and ngx.get_phase and NGX_YIELDING[ngx.get_phase()] then
+    return ngx.sleep(seconds)
+  end
+  core_sleep(seconds)
+end
+
 -- The default driver: a multi in perform/poll mode, driven by step().
 local function default_driver()
   local m = assert(core.multi())
@@ -106,7 +119,7 @@ local function default_driver()
         if want and want < t then t = want end
         m:poll(t)
       elseif t > 0 then
-        core_sleep(t)
+        host_sleep(t)
       end
     end,
     wake = function() end,
@@ -221,11 +234,11 @@ local function add_timer(task, at)
   heap_push({ at, task, task.token })
 end
 
---- Sleeps `seconds`: yields inside a task, blocks outside.
+--- Sleeps `seconds`: yields inside a task (and to nginx inside nginx), blocks outside.
 function _M.sleep(seconds)
   local task = _M.current()
   if not task then
-    if seconds > 0 then core_sleep(seconds) end
+    if seconds > 0 then host_sleep(seconds) end
     return
   end
   add_timer(task, now() + max(seconds, 0))
