@@ -235,7 +235,10 @@ local function progress_view(ids)
     state[id] = s
     s.job, s.err = job or s.job, err
     if err or (job and viggle.TERMINAL[job.status]) then s.t = core.now() end
-    if tty then draw() else
+    if tty then draw() return end
+    local key = job_line(id, s.job, err, 0)
+    if key ~= s.printed and (job or err) then -- plain output: a line per change
+      s.printed = key
       stdout:write(job_line(id, s.job, err, core.now() - start), "\n")
       stdout:flush()
     end
