@@ -51,5 +51,8 @@ _M.await = on_default("await")
 _M.await_all = on_default("await_all")
 _M.cancel = on_default("cancel")
 _M.credits = on_default("credits")
+_M.render = on_default("render")
+_M.download = on_default("download")
+-- (the default client's run is not here: viggle.run runs the scheduler)
 
 return _M

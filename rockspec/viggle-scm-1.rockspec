@@ -1,0 +1,44 @@
+rockspec_format = "3.0"
+package = "viggle"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null",
+}
+description = {
+  summary = "Client for the Viggle Render API: render, follow and download, from one job or ten thousand",
+  detailed = [[
+    A C core over libcurl (keep-alive, TLS, HTTP/2, streamed uploads and downloads, a
+    non-blocking multi driver) and lua-cjson, with a Lua client that never blocks its host:
+    coroutine-friendly waiting, retry and polling policy, typed errors, and a CLI.
+  ]],
+  license = "MIT",
+  labels = { "http", "libcurl", "viggle", "video" },
+}
+supported_platforms = { "linux", "macosx", "freebsd" }
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1",
+}
+-- libcurl (7.85 or newer) is a system library: Debian's libcurl4-openssl-dev.
+-- No external_dependencies block: LuaRocks 3.8 does not look in Debian's
+-- multiarch include directory, where the compiler finds curl/curl.h by itself.
+build = {
+  type = "builtin",
+  modules = {
+    ["viggle.core"] = {
+      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/json.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "m" },
+    },
+    ["viggle"] = "lua/viggle/init.lua",
+    ["viggle.client"] = "lua/viggle/client.lua",
+    ["viggle.errors"] = "lua/viggle/errors.lua",
+    ["viggle.loop"] = "lua/viggle/loop.lua",
+    ["viggle.uv"] = "lua/viggle/uv.lua",
+    ["viggle.nvim"] = "lua/viggle/nvim.lua",
+    ["viggle.cli"] = "lua/viggle/cli.lua",
+  },
+  install = {
+    bin = { viggle = "bin/viggle" },
+  },
+}
