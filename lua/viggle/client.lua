@@ -22,6 +22,57 @@ local Client = {}
 Client.__index = Client
 _M.Client = Client
 
+---@class viggle.Options
+---@field base_url string|nil default $VIGGLE_BASE_URL, then https://apis.viggle.ai
+---@field api_key string|nil default $VIGGLE_API_KEY
+---@field timeout number|nil seconds for each request (default 30)
+---@field connect_timeout number|nil seconds (default 10)
+---@field user_agent string|nil
+---@field ca_file string|nil CA bundle; TLS is always verified
+---@field max_body integer|nil bytes an API answer may have (default 8 MiB)
+---@field retries integer|nil transient failures of one status/credits call retried (default 2)
+
+---@class viggle.AwaitOptions
+---@field interval number|nil seconds between polls (default 3)
+---@field timeout number|nil overall deadline in seconds (default 1800)
+---@field on_progress fun(job: table)|nil called when status, checkpoint or progress_pct change
+---@field cancel_on_timeout boolean|nil send DELETE when the deadline passes
+---@field max_backoff number|nil cap of the backoff after failures (default 60)
+
+---@class viggle.AwaitAllOptions: viggle.AwaitOptions
+---@field concurrency integer|nil requests in flight at once (default 32)
+---@field rate number|nil at most this many status requests per second, shared by all jobs
+---@field on_update fun(summary: viggle.Summary)|nil called when any job changes or ends
+
+---@class viggle.Summary
+---@field total integer
+---@field complete integer
+---@field failed integer
+---@field cancelled integer
+---@field errors integer
+---@field running integer
+---@field seconds number
+
+---@class viggle.RenderParams
+---@field ref_image string|nil character image file (PNG/JPG), streamed from disk
+---@field ref_image_url string|nil
+---@field driving_video string|nil motion video file (MP4), streamed from disk
+---@field driving_video_url string|nil
+---@field character_id string|nil
+---@field scene_id string|nil
+---@field character_mapping table<string, string>|string|nil segment uuid -> character id
+---@field model "V4_Preview"|"V3_Preview"|nil
+---@field background_mode "original"|"solid"|"transparent"|"inpaint"|nil
+---@field bg_color integer[]|string|nil {r, g, b} or "r,g,b"
+---@field fast boolean|nil
+
+---@class viggle.DownloadOptions
+---@field mask boolean|nil the alpha mask of a transparent render
+---@field overwrite boolean|nil replace an existing file
+---@field on_progress fun(bytes: integer, total: integer|nil)|nil
+---@field timeout number|nil
+---@field resume boolean|nil resume a .part (default true)
+
 -- API keys live here, not in the client table, so printing or dumping a
 -- client never shows one.
 local secrets = setmetatable({}, { __mode = "k" })
@@ -59,6 +110,10 @@ end
 --- Checks a job id and returns it escaped for a URL path, or nil, err.
 --- Refused: not a string, empty, over 256 bytes, / ? # %, whitespace,
 --- control characters, "..". Nothing is sent for a refused id.
+---@param id any the job id to check
+---@param what string|nil what to call it in messages (default "job id")
+---@return string|nil escaped the id, percent-encoded for a URL path
+---@return viggle.Error|nil err
 function _M.check_id(id, what)
   what = what or "job id"
   local bad
@@ -86,7 +141,7 @@ end
 --- ca_file (CA bundle for TLS; verification is always on), max_body (bytes
 --- an API answer may have, default 8 MiB), retries (transient failures of a
 --- single status call retried, default 2).
----@param opts table|nil
+---@param opts viggle.Options|nil
 ---@return viggle.Client|nil client
 ---@return viggle.Error|nil err
 function _M.new(opts)
@@ -128,6 +183,7 @@ function Client:__tostring()
 end
 
 --- True when the client has an API key.
+---@return boolean
 function Client:has_key() return secrets[self] ~= nil end
 
 -- Never lets the key out in a message, whatever a server echoes back.
@@ -272,6 +328,10 @@ end
 
 --- DELETE /api/render/{job_id}: cancels the job (its credits are refunded).
 --- Returns the answer (an empty table for an empty body), or nil, err.
+---@param job_id string
+---@param opts {timeout: number?}|nil
+---@return table|nil answer the decoded answer ({} for an empty body)
+---@return viggle.Error|nil err
 function Client:cancel(job_id, opts)
   opts = check_opts(opts, "cancel")
   local path, err = _M.check_id(job_id)
@@ -286,6 +346,9 @@ function Client:cancel(job_id, opts)
 end
 
 --- GET /api/credits: {balance, total_purchased, total_used, updated_at}.
+---@param opts {timeout: number?, retries: integer?}|nil
+---@return {balance: number, total_purchased: number, total_used: number, updated_at: string}|nil
+---@return viggle.Error|nil err
 function Client:credits(opts)
   opts = check_opts(opts, "credits")
   local err = need_key(self)
@@ -328,7 +391,7 @@ end
 --- change), cancel_on_timeout (send DELETE at the deadline), max_backoff
 --- (default 60).
 ---@param job_id string
----@param opts table|nil
+---@param opts viggle.AwaitOptions|nil
 ---@return table|nil job
 ---@return viggle.Error|nil err
 function Client:await(job_id, opts)
@@ -400,6 +463,7 @@ local function new_gate(n, rate)
   return setmetatable({ free = n, queue = {}, head = 1, tail = 0,
                         spacing = rate and 1 / rate or nil, next_at = 0 }, Gate)
 end
+---@return nil
 function Gate:enter()
   if self.free > 0 and self.head > self.tail then
     self.free = self.free - 1
@@ -416,6 +480,7 @@ function Gate:enter()
     if at > t then loop.sleep(at - t) end
   end
 end
+---@return nil
 function Gate:leave()
   if self.head <= self.tail then
     local nxt = self.queue[self.head]
@@ -434,6 +499,11 @@ end
 --- on_progress(job) per job), on_update(summary) when any job changes or
 --- ends, concurrency (requests in flight at once, default 32), rate (cap on
 --- requests per second, shared by all jobs). A duplicate id is polled once.
+---@param job_ids string[]
+---@param opts viggle.AwaitAllOptions|nil
+---@return (table|viggle.Error)[] results in input order: a job table or its error
+---@return viggle.Summary summary
+---@return viggle.Error|nil callback_error an error raised by on_update
 function Client:await_all(job_ids, opts)
   opts = check_opts(opts, "await_all")
   if type(job_ids) ~= "table" then error("bad argument #1 to 'await_all' (table expected)", 2) end
@@ -631,6 +701,10 @@ end
 --- {job_id, status, mode, enqueued_at} or nil, err.
 --- Options: timeout (default none; a stalled upload is given up after 60 s),
 --- retries (default 2; see above for what is retried).
+---@param params viggle.RenderParams
+---@param opts {timeout: number?, retries: integer?}|nil
+---@return {job_id: string, status: string, mode: string?, enqueued_at: string?}|nil job
+---@return viggle.Error|nil err
 function Client:render(params, opts)
   if type(params) ~= "table" then error("bad argument #1 to 'render' (table expected)", 2) end
   opts = check_opts(opts, "render")
@@ -678,6 +752,11 @@ end
 --- on_progress(bytes, total) (a few times a second), timeout (default none;
 --- a stalled download is given up after 60 s).
 --- Returns path, info {bytes, total, resumed_from, url} or nil, err.
+---@param target table|string a job table, a job id, or a URL
+---@param path string where the video goes
+---@param opts viggle.DownloadOptions|nil
+---@return string|nil path
+---@return {bytes: integer, total: integer, resumed_from: integer, url: string}|viggle.Error info_or_err
 function Client:download(target, path, opts)
   if type(path) ~= "string" or path == "" then error("bad argument #2 to 'download' (file path expected)", 2) end
   opts = check_opts(opts, "download")
@@ -774,6 +853,10 @@ end
 --- of await (interval, timeout, on_progress, cancel_on_timeout), output (file
 --- path), overwrite, mask, on_download(bytes, total).
 --- Returns job, path (or nil) or nil, err (err.job_id set once a job exists).
+---@param params viggle.RenderParams
+---@param opts table|nil await options plus output, overwrite, mask, on_download, on_created
+---@return table|nil job the complete job
+---@return string|viggle.Error|nil path_or_err the downloaded file (with opts.output), or the error
 function Client:run(params, opts)
   opts = check_opts(opts, "run")
   local job, err = self:render(params, { timeout = opts.upload_timeout })

@@ -76,6 +76,8 @@ function _M.new(kind, message, fields)
 end
 
 --- True when `x` is a viggle error object.
+---@param x any
+---@return boolean
 function _M.is(x)
   return type(x) == "table" and getmetatable(x) == Error
 end
@@ -92,6 +94,10 @@ local TRANSPORT = {
 }
 
 --- An error from the transport (no HTTP answer, or a broken one).
+---@param message string
+---@param code string the transport code from viggle.core
+---@param fields table|nil
+---@return viggle.Error
 function _M.from_transport(message, code, fields)
   local kind = TRANSPORT[code] or "network"
   fields = fields or {}
@@ -114,6 +120,8 @@ local function days_from_civil(y, m, d)
 end
 
 --- Parses an HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT") to a Unix time.
+---@param s string
+---@return integer|nil unix_time
 function _M.parse_http_date(s)
   local d, mon, y, hh, mm, ss = s:match("^%a+,%s+(%d+)%s+(%a+)%s+(%d+)%s+(%d+):(%d+):(%d+)%s+GMT$")
   if not d or not months[mon] then return nil end
@@ -122,6 +130,9 @@ function _M.parse_http_date(s)
 end
 
 --- Retry-After (seconds, or an HTTP date) -> seconds from now, or nil.
+---@param value string|nil the header
+---@param now_unix integer|nil the wall clock (default os.time())
+---@return number|nil seconds
 function _M.parse_retry_after(value, now_unix)
   if type(value) ~= "string" then return nil end
   local secs = value:match("^%s*(%d+)%s*$")
@@ -137,6 +148,10 @@ local STATUS_KIND = { [401] = "auth", [403] = "auth", [402] = "credits", [404] =
 --- An error from an HTTP answer that was not a success. `decoded` is the
 --- decoded body when it was JSON. Both API error shapes are understood:
 --- `{"detail": {"error_code", "message", "action"}}` and `{"detail": "text"}`.
+---@param res table the response from viggle.core
+---@param decoded table|nil the decoded body
+---@param fields table|nil
+---@return viggle.Error
 function _M.from_http(res, decoded, fields)
   local status = res.status
   local kind = STATUS_KIND[status]

@@ -29,6 +29,8 @@ _M.new = client.new
 
 local default
 --- The default client, built from VIGGLE_BASE_URL and VIGGLE_API_KEY on first use.
+---@return viggle.Client|nil client
+---@return viggle.Error|nil err
 function _M.default()
   if not default then
     local c, err = client.new()

@@ -36,6 +36,7 @@ local CANCEL = setmetatable({}, { __tostring = function() return "viggle: task c
 
 local idle_requests, idle_n = {}, 0
 --- A request handle from the pool (handles keep their connection caches).
+---@return userdata request
 function _M.acquire()
   if idle_n > 0 then
     local r = idle_requests[idle_n]
@@ -46,6 +47,8 @@ function _M.acquire()
   return assert(core.request())
 end
 --- Gives a finished (or never started) request handle back to the pool.
+---@param r userdata a request from acquire
+---@return nil
 function _M.release(r)
   local st = r:state()
   if st == "running" or st == "closed" then return end
@@ -132,6 +135,8 @@ local function get_driver()
 end
 
 --- Replaces the driver (viggle.uv installs one). Only while nothing is in flight.
+---@param d table|nil the driver; nil puts the built-in one back
+---@return nil
 function _M.set_driver(d)
   if driver and driver.count() > 0 then error("viggle: cannot change the driver while transfers are in flight", 2) end
   driver = d
@@ -208,6 +213,8 @@ end
 
 --- Starts `fn(...)` as a task. It runs at the next step (or run).
 ---@return viggle.Task
+---@param fn function
+---@param ... any arguments for fn
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
   local task = setmetatable({ co = co_create(fn), status = "ready", token = 0 }, Task)
@@ -218,6 +225,7 @@ function _M.spawn(fn, ...)
 end
 
 --- The task running now, or nil outside tasks.
+---@return viggle.Task|nil
 function _M.current()
   local co = co_running()
   return co and by_co[co] or nil
@@ -235,6 +243,8 @@ local function add_timer(task, at)
 end
 
 --- Sleeps `seconds`: yields inside a task (and to nginx inside nginx), blocks outside.
+---@param seconds number
+---@return nil
 function _M.sleep(seconds)
   local task = _M.current()
   if not task then
@@ -246,6 +256,7 @@ function _M.sleep(seconds)
 end
 
 --- Suspends the current task until `wake(task)`; nil outside a task.
+---@return any ... what wake passed
 function _M.suspend()
   local task = _M.current()
   if not task then return nil end
@@ -260,6 +271,12 @@ local blocking_multi
 --- blocks. `tick` (optional) is called about every `tick_every` seconds while
 --- the transfer runs (for progress); returning false abandons the transfer.
 --- Returns the request's result.
+---@param r userdata a set-up request
+---@param tick (fun(): boolean|nil)|nil
+---@param tick_every number|nil seconds (default 0.25)
+---@return table|nil response
+---@return string|nil message
+---@return string|nil code
 function _M.transfer(r, tick, tick_every)
   local task = _M.current()
   tick_every = tick_every or 0.25
@@ -339,6 +356,7 @@ local function run_ready()
 end
 
 --- Seconds until the scheduler next has work (timers), or nil.
+---@return number|nil
 function _M.next_timer()
   return timers_n > 0 and timers[1][1] or nil
 end
@@ -346,6 +364,8 @@ end
 --- One turn: advance transfers, wake due tasks, run what is ready. Waits at
 --- most `timeout` seconds (0: never blocks) when nothing is ready.
 --- Returns the number of live tasks.
+---@param timeout number|nil seconds to wait at most when nothing is ready (default 0)
+---@return integer live tasks
 function _M.step(timeout)
   timeout = timeout or 0
   local d = get_driver()
@@ -370,6 +390,8 @@ local function stuck()
 end
 local STUCK = "every remaining task is waiting on another: nothing can progress"
 
+---@return boolean ok
+---@return any err
 function _M.run()
   if _M.current() then error("viggle.run cannot be called inside a task", 2) end
   while live > 0 do
@@ -384,12 +406,14 @@ function _M.run()
 end
 
 --- Number of tasks not yet ended.
+---@return integer
 function _M.live() return live end
 
 -- ---- task methods -----------------------------------------------------------
 
 --- Cancels the task: its current wait ends, the transfer it was waiting for
 --- is abandoned, and the task ends as "cancelled".
+---@return boolean cancelled false when the task had already ended
 function Task:cancel()
   if self.status == "done" or self.status == "failed" or self.status == "cancelled" then return false end
   self.cancelled = true
@@ -405,6 +429,8 @@ end
 
 --- Waits for the task to end; returns true, results... or false, err.
 --- Inside a task it yields; outside it runs the scheduler meanwhile.
+---@return boolean ok
+---@return any ... the results of the task, or its error
 function Task:join()
   self.joined = true
   for i = #failed_tasks, 1, -1 do
@@ -427,6 +453,7 @@ function Task:join()
 end
 
 --- "ready", "running", "waiting", "done", "failed" or "cancelled".
+---@return string
 function Task:state() return self.status end
 
 _M.Task = Task
