@@ -88,7 +88,7 @@ local function busy_ports()
 end
 
 local seeded = false
-local function random_port(avoid)
+local function random_port(avoid, avoid2)
   if not seeded then
     local seed = os.time()
     local f = io.open("/dev/urandom", "rb")
@@ -104,7 +104,7 @@ local function random_port(avoid)
   local busy = busy_ports()
   while true do
     local p = math.random(20000, 60000)
-    if p ~= avoid and not busy[p] then return p end
+    if p ~= avoid and p ~= avoid2 and not busy[p] then return p end
   end
 end
 
@@ -268,6 +268,40 @@ function Mock:stop()
 end
 
 ---------------------------------------------------------------------------
+-- TLS
+
+-- make_cert(dir) -> {ca_file=, cert=, key=} | nil, err: a throwaway CA and a
+-- server certificate it signs, for 127.0.0.1 and localhost (openssl CLI).
+-- Clients trust ca_file (libcurl CAINFO, requests verify=, LuaSec cafile).
+function M.make_cert(dir)
+  os.execute("mkdir -p " .. q(dir))
+  local ca_key, ca, key, csr, cert = dir .. "/ca.key", dir .. "/ca.pem", dir .. "/server.key",
+    dir .. "/server.csr", dir .. "/server.pem"
+  local ext = dir .. "/server.ext"
+  assert(write_file(ext, "basicConstraints=critical,CA:FALSE\n"
+    .. "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    .. "extendedKeyUsage=serverAuth\n"
+    .. "subjectAltName=IP:127.0.0.1,DNS:localhost\n"))
+  local log = dir .. "/openssl.log"
+  local steps = {
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30"
+      .. " -subj '/CN=viggle mock CA' -addext 'basicConstraints=critical,CA:TRUE'"
+      .. " -addext 'keyUsage=critical,keyCertSign,cRLSign'"
+      .. " -keyout " .. q(ca_key) .. " -out " .. q(ca),
+    "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+      .. " -subj '/CN=127.0.0.1' -keyout " .. q(key) .. " -out " .. q(csr),
+    "openssl x509 -req -in " .. q(csr) .. " -CA " .. q(ca) .. " -CAkey " .. q(ca_key)
+      .. " -CAcreateserial -days 30 -extfile " .. q(ext) .. " -out " .. q(cert),
+  }
+  for _, cmd in ipairs(steps) do
+    if not run_ok(cmd .. " >>" .. q(log) .. " 2>&1") then
+      return nil, "mock: openssl failed: " .. (read_file(log) or cmd)
+    end
+  end
+  return { ca_file = ca, cert = cert, key = key }
+end
+
+---------------------------------------------------------------------------
 -- starting
 
 local function render_conf(vars)
@@ -293,7 +327,9 @@ end
 -- start(opts) -> mock object | nil, err
 -- opts: port, cdn_port (fixed ports; otherwise random in 20000-60000, retried
 -- on bind failure), prefix (directory to use instead of a fresh temp one),
--- keep (do not remove PREFIX on stop), daemon (default true)
+-- keep (do not remove PREFIX on stop), daemon (default true),
+-- tls (true: the API also listens with TLS and HTTP/2 on m.tls_port, see
+-- m.tls_base_url and m.ca_file), tls_port (fixed port for it; implies tls)
 function M.start(opts)
   opts = opts or {}
   local prefix = opts.prefix
@@ -307,15 +343,31 @@ function M.start(opts)
     os.execute("mkdir -p " .. q(prefix .. "/" .. d))
   end
   local is_root = capture("id -u"):match("^0%s*$") ~= nil
+  local tls = opts.tls or opts.tls_port
+  local certs
+  if tls then
+    local cerr
+    certs, cerr = M.make_cert(prefix .. "/tls")
+    if not certs then
+      if not opts.prefix then os.execute("rm -rf " .. q(prefix)) end
+      return nil, cerr
+    end
+  end
   local last_err = "no attempt"
-  local attempts = (opts.port or opts.cdn_port) and 1 or 10
+  local attempts = (opts.port or opts.cdn_port or opts.tls_port) and 1 or 10
   for _ = 1, attempts do
-    local port = opts.port or random_port(opts.cdn_port)
-    local cdn_port = opts.cdn_port or random_port(port)
+    local port = opts.port or random_port(opts.cdn_port, opts.tls_port)
+    local cdn_port = opts.cdn_port or random_port(port, opts.tls_port)
+    local tls_port = tls and (opts.tls_port or random_port(port, cdn_port)) or nil
     local conf = render_conf({
       PREFIX = prefix, MOCK_DIR = M.dir, PORT = port, CDN_PORT = cdn_port,
       DAEMON = (opts.daemon == false) and "off" or "on",
       USER_LINE = is_root and "user root;" or "",
+      API_TLS = tls and table.concat({
+        "listen 127.0.0.1:" .. tls_port .. " ssl http2;",
+        "ssl_certificate " .. certs.cert .. ";",
+        "ssl_certificate_key " .. certs.key .. ";",
+      }, "\n        ") or "# no TLS listener (start with tls = true)",
     })
     local conf_path = prefix .. "/nginx.conf"
     assert(write_file(conf_path, conf))
@@ -328,6 +380,8 @@ function M.start(opts)
         cdn_base = "http://127.0.0.1:" .. cdn_port,
         port = port, cdn_port = cdn_port, prefix = prefix,
         owned = true, keep = opts.keep,
+        tls_port = tls_port, tls_base_url = tls_port and ("https://127.0.0.1:" .. tls_port) or nil,
+        ca_file = certs and certs.ca_file or nil,
       }, Mock)
       if wait_ready(m, 10) then
         m.nginx_pid = m:pid()
@@ -353,11 +407,14 @@ function M.attach(src)
     if not text then return nil, "mock: no state file " .. src end
     t = {}
     for k, v in text:gmatch("([%w_]+)=([^\n]*)") do t[k] = v end
-    t = { base_url = t.VIGGLE_BASE_URL, cdn_base = t.VIGGLE_CDN_BASE, prefix = t.VIGGLE_MOCK_PREFIX }
+    t = { base_url = t.VIGGLE_BASE_URL, cdn_base = t.VIGGLE_CDN_BASE, prefix = t.VIGGLE_MOCK_PREFIX,
+          tls_base_url = t.VIGGLE_MOCK_TLS_URL, ca_file = t.VIGGLE_MOCK_CA_FILE }
   end
   if not t.base_url then return nil, "mock: attach needs base_url" end
   local m = setmetatable({
     base_url = t.base_url, cdn_base = t.cdn_base, prefix = t.prefix,
+    tls_base_url = t.tls_base_url, ca_file = t.ca_file,
+    tls_port = t.tls_base_url and tonumber(t.tls_base_url:match(":(%d+)$")),
     port = tonumber(t.base_url:match(":(%d+)$")),
     cdn_port = t.cdn_base and tonumber(t.cdn_base:match(":(%d+)$")),
     owned = false,
@@ -374,13 +431,18 @@ end
 -- script mode
 
 local function env_lines(m)
-  return table.concat({
+  local lines = {
     "VIGGLE_BASE_URL=" .. m.base_url,
     "VIGGLE_CDN_BASE=" .. m.cdn_base,
     "VIGGLE_MOCK_PREFIX=" .. m.prefix,
     "VIGGLE_MOCK_PID=" .. tostring(m:pid() or ""),
-    "",
-  }, "\n")
+  }
+  if m.tls_base_url then
+    lines[#lines + 1] = "VIGGLE_MOCK_TLS_URL=" .. m.tls_base_url
+    lines[#lines + 1] = "VIGGLE_MOCK_CA_FILE=" .. m.ca_file
+  end
+  lines[#lines + 1] = ""
+  return table.concat(lines, "\n")
 end
 
 local function parse_args(argv)
@@ -391,6 +453,7 @@ local function parse_args(argv)
     if a == "--port" then o.port = tonumber(argv[i + 1]); i = i + 2
     elseif a == "--cdn-port" then o.cdn_port = tonumber(argv[i + 1]); i = i + 2
     elseif a == "--state" then o.state = argv[i + 1]; i = i + 2
+    elseif a == "--tls" then o.tls = true; i = i + 1
     else
       io.stderr:write("unknown argument: " .. tostring(a) .. "\n")
       os.exit(2)
@@ -400,8 +463,8 @@ local function parse_args(argv)
 end
 
 local USAGE = [[
-usage: lua spec/mock/server.lua run   [--port N] [--cdn-port N]
-       lua spec/mock/server.lua start [--port N] [--cdn-port N] [--state FILE]
+usage: lua spec/mock/server.lua run   [--port N] [--cdn-port N] [--tls]
+       lua spec/mock/server.lua start [--port N] [--cdn-port N] [--tls] [--state FILE]
        lua spec/mock/server.lua stop  [--state FILE]
 run:   start the mock, print VIGGLE_BASE_URL=... and stay until Ctrl-C/SIGTERM.
 start: start it in the background and write the VIGGLE_* lines to FILE
@@ -412,7 +475,7 @@ local function main(argv)
   local o = parse_args(argv)
   local state = o.state or (M.dir .. "/run/mock.env")
   if o.cmd == "run" then
-    local m, err = M.start({ port = o.port, cdn_port = o.cdn_port })
+    local m, err = M.start({ port = o.port, cdn_port = o.cdn_port, tls = o.tls })
     if not m then io.stderr:write(err, "\n"); os.exit(1) end
     io.stdout:write(env_lines(m))
     io.stdout:flush()
@@ -434,7 +497,7 @@ local function main(argv)
     m:stop()
     os.exit(0)
   elseif o.cmd == "start" then
-    local m, err = M.start({ port = o.port, cdn_port = o.cdn_port })
+    local m, err = M.start({ port = o.port, cdn_port = o.cdn_port, tls = o.tls })
     if not m then io.stderr:write(err, "\n"); os.exit(1) end
     os.execute("mkdir -p " .. q(state:match("^(.*)/[^/]*$") or "."))
     assert(write_file(state, env_lines(m)))

@@ -1,0 +1,44 @@
+-- Many jobs with viggle: every job in IDS_FILE followed to its end.
+--   lua5.4 bench/clients/await_viggle.lua MODE BASE_URL IDS_FILE CONCURRENCY [CA_FILE]
+-- MODE await_all: c:await_all(ids, {interval = 0.5, concurrency = CONCURRENCY})
+-- MODE loop:      the plain loop of the API docs: one job after another, each
+--                 polled with c:status until it is final (CONCURRENCY unused)
+-- Prints jobs=N wall_s=X cpu_s=Y complete=C other=O (wall and CPU over the
+-- waiting only: os.clock is user+sys of this process). Peak RSS comes from
+-- /usr/bin/time around the whole process.
+package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
+package.cpath = "./build/5.4/?.so;" .. package.cpath
+local viggle = require("viggle")
+
+local mode, base, ids_file, concurrency, ca_file = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]
+local ids = {}
+for line in io.lines(ids_file) do
+  if line ~= "" then ids[#ids + 1] = line end
+end
+local c = assert(viggle.new({ base_url = base, retries = 0, ca_file = ca_file }))
+local TERMINAL = viggle.TERMINAL
+
+local complete, other = 0, 0
+local c0, w0 = os.clock(), viggle.now()
+if mode == "await_all" then
+  local results = c:await_all(ids, { interval = 0.5, concurrency = concurrency })
+  for i = 1, #ids do
+    local r = results[i]
+    if type(r) == "table" and r.status == "complete" then complete = complete + 1 else other = other + 1 end
+  end
+elseif mode == "loop" then
+  for i = 1, #ids do
+    local job, err
+    while true do
+      job, err = c:status(ids[i])
+      if not job or TERMINAL[job.status] then break end
+      viggle.sleep(0.5)
+    end
+    if job and job.status == "complete" then complete = complete + 1 else other = other + 1 end
+    if err then io.stderr:write(tostring(err), "\n") end
+  end
+else
+  error("mode must be await_all or loop")
+end
+local c1, w1 = os.clock(), viggle.now()
+print(string.format("jobs=%d wall_s=%.6f cpu_s=%.6f complete=%d other=%d", #ids, w1 - w0, c1 - c0, complete, other))
