@@ -112,7 +112,7 @@ void vg_request_finish(vg_request *r, CURLcode result) {
     r->out = NULL;
   }
   if (r->mime != NULL) { /* closes the upload files now, not at the next setup */
-    curl_easy_setopt(r->easy, CURLOPT_MIMEPOST, NULL);
+    curl_easy_setopt(r->easy, CURLOPT_MIMEPOST, (curl_mime *)NULL);
     curl_mime_free(r->mime);
     r->mime = NULL;
   }
