@@ -298,3 +298,27 @@ describe("waiting", function()
     end)
   end)
 end)
+
+describe("viggle.configure", function()
+  local m
+  setup(function() m = assert(mock_server.start()) end)
+  teardown(function()
+    viggle.configure({})
+    if m then m:stop() end
+  end)
+
+  it("caps the connections to one host", function()
+    viggle.configure({ max_host_connections = 3 })
+    m:config({ delay = 0.02 })
+    local c = assert(viggle.new({ base_url = m.base_url }))
+    local ids = m:jobs({ count = 40, id = "capped" })
+    local results, summary = c:await_all(ids, { interval = 0.01, concurrency = 40 })
+    assert.are.equal(40, summary.complete)
+    assert.are.equal(ids[40], results[40].job_id)
+    assert.is_true(m:connections("api") <= 3, "connections: " .. m:connections("api"))
+  end)
+
+  it("refuses anything but a table", function()
+    assert.has_error(function() viggle.configure(3) end)
+  end)
+end)

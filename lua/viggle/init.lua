@@ -19,6 +19,7 @@ local _M = {
   run = loop.run,
   step = loop.step,
   sleep = loop.sleep,
+  configure = loop.configure,
   now = core.now,
   null = core.null,
   TERMINAL = client.TERMINAL,

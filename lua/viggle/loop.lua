@@ -102,14 +102,17 @@ local NGX_YIELDING = { rewrite = true, access = true, content = true, timer = tr
 local function host_sleep(seconds)
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and ngx.sleep and ngx.get_phase and NGX_YIELDING[ngx.get_phase()] then
-    return ngx.sleep(seconds)
+    ngx.update_time() return ngx.sleep(seconds) -- else a transfer that just blocked shortens the sleep
   end
   core_sleep(seconds)
 end
 
+-- Options of the multis made from now on (see _M.configure).
+local multi_opts = {}
+
 -- The default driver: a multi in perform/poll mode, driven by step().
 local function default_driver()
-  local m = assert(core.multi())
+  local m = assert(core.multi(multi_opts))
   return {
     multi = m,
     add = function(r) return m:add(r) end,
@@ -132,6 +135,22 @@ end
 local function get_driver()
   if not driver then driver = default_driver() end
   return driver
+end
+
+--- Sets how the scheduler's connections are managed: `max_host_connections`
+--- (a cap on connections to one host; further requests queue), and
+--- `max_connects` (idle connections kept alive, default 256). Takes effect at
+--- once when nothing is in flight, else raises.
+---@param opts {max_host_connections: integer?, max_connects: integer?}
+---@return nil
+function _M.configure(opts)
+  if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
+  if driver and driver.count() > 0 then error("viggle.configure: transfers are in flight", 2) end
+  multi_opts = { max_host_connections = opts.max_host_connections, max_connects = opts.max_connects }
+  if driver and driver.multi and not driver.uninstall then
+    driver.multi:close()
+    driver = nil
+  end
 end
 
 --- Replaces the driver (viggle.uv installs one). Only while nothing is in flight.
