@@ -85,6 +85,24 @@ function _M.tasks()
            t_start = t0, t_end = now() })
 end
 
+-- Several jobs in one request without viggle tasks: one ngx light thread per
+-- id, each a plain client:await (its waits are ngx.sleep). Safe in any number
+-- of concurrent requests, unlike tasks (one scheduler per worker).
+function _M.threads()
+  local a = args()
+  local c = client(a)
+  local t0 = now()
+  local threads, results = {}, {}
+  for i, id in ipairs(a.ids) do
+    threads[i] = ngx.thread.spawn(function() return c:await(id, { interval = a.interval, timeout = a.timeout }) end)
+  end
+  for i, th in ipairs(threads) do
+    local ok, job, err = ngx.thread.wait(th)
+    results[i] = ok and job_or_err(job, err) or { err = tostring(job) }
+  end
+  answer({ results = results, t_start = t0, t_end = now() })
+end
+
 function _M.await_all()
   local a = args()
   local c = client(a)

@@ -209,10 +209,29 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
       #inside, ms(worst(inside)), #ainside, ms(worst(ainside))))
   end)
 
+  it("several jobs per request in light threads (ngx.thread + client:await), two such requests at once", function()
+    local a = m:jobs({ count = 3, id = "ngx_tha", advance = "time", step = 0.3 })
+    local b = m:jobs({ count = 3, id = "ngx_thb", advance = "time", step = 0.2 })
+    local fb = h:get_bg("/threads?ids=" .. table.concat(b, ",") .. "&interval=0.2")
+    local r, pings = probe("/threads?ids=" .. table.concat(a, ",") .. "&interval=0.2", 0.1)
+    for i, id in ipairs(a) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
+    local deadline = now() + 10
+    while not nginx_host.done(fb) and now() < deadline do sleep(0.05) end
+    local f = assert(io.open(fb, "rb"))
+    local rb = cjson.decode(f:read("*a"))
+    f:close()
+    os.remove(fb)
+    for i, id in ipairs(b) do assert.are.same({ job_id = id, status = "complete" }, rb.results[i]) end
+    local inside = during(r, pings)
+    assert.is_true(#inside >= 8, "pings answered meanwhile: " .. #inside)
+    assert.is_true(worst(inside) < 0.1, "slowest /ping: " .. ms(worst(inside)))
+  end)
+
   -- Not tested, a known limitation: viggle's scheduler is one per Lua VM, that
   -- is per nginx worker. Two requests that use tasks at once (viggle.run,
   -- task:join or await_all in both) resume each other's coroutines, which
   -- ngx_lua ties to the request that made them: the worker died (SIGSEGV)
   -- when tried with Debian's libnginx-mod-http-lua. Plain client:await in
-  -- any number of concurrent requests is fine (no tasks involved).
+  -- any number of concurrent requests is fine (no tasks involved), and so are
+  -- ngx.thread light threads each doing a client:await (tested above).
 end)
