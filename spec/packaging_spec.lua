@@ -54,7 +54,7 @@ describe("rockspec/viggle-scm-1.rockspec", function()
       tree, ABI, tree, ABI, tree, ABI, INTERP))
     assert.are.equal(0, rc, out)
     assert.matches("^%d+%.%d+%.%d+ ", out)
-    if package.searchpath then assert.matches(tree:gsub("%p", "%%%0"), out) end
+    if not out:match(" 5%.1$") then assert.matches(tree:gsub("%p", "%%%0"), out) end
     rc = sh(string.format("test -x %s/bin/viggle", tree))
     assert.are.equal(0, rc)
     os.execute("rm -rf " .. tree)
