@@ -37,12 +37,27 @@ static int too_big(const char *s, size_t len, int integral, size_t digits) {
   return digits > 16 || memcmp(s, "9007199254740992", 16) > 0;
 }
 
+/* True when the text has a run of 16 or more digits anywhere: only then can
+   it hold an integer a double cannot keep (a cheap test for the common case). */
+static int has_long_digit_run(const char *s, size_t n) {
+  size_t i, run = 0;
+  for (i = 0; i < n; i++) {
+    if ((unsigned char)(s[i] - '0') <= 9) {
+      if (++run >= 16) return 1;
+    } else {
+      run = 0;
+    }
+  }
+  return 0;
+}
+
 /* Returns a copy of the text with too-big integers quoted, or NULL when the
    text has none (the common case: no copy is made). */
 static char *quote_big_integers(const char *s, size_t n, size_t *outn) {
   vg_buf out = {NULL, 0, 0};
   size_t i = 0, from = 0;
   int in_string = 0, found = 0;
+  if (!has_long_digit_run(s, n)) return NULL;
   while (i < n) {
     char c = s[i];
     if (in_string) {

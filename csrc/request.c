@@ -232,6 +232,18 @@ static CURLcode setup_headers(lua_State *L, vg_request *r, int t) {
   return curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
 }
 
+static int same_string(const char *a, const char *b) {
+  return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static char *dup_or_null(const char *s) {
+  char *d;
+  if (s == NULL) return NULL;
+  d = malloc(strlen(s) + 1);
+  if (d != NULL) strcpy(d, s);
+  return d;
+}
+
 #define SET(opt, val)                                        \
   do {                                                       \
     if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val);  \
@@ -246,7 +258,7 @@ static int request_setup(lua_State *L) {
   const char *url, *method, *body, *output, *ca_file, *ua;
   size_t body_len = 0;
   double timeout, connect_timeout, resume_from, low_speed_time;
-  int append, verify, follow, fresh;
+  int append, verify, follow, fresh, form_given, plain, fast;
 
   luaL_checktype(L, 2, LUA_TTABLE);
   if (r->state == VG_RUNNING) return luaL_argerror(L, 1, "request is in flight");
@@ -275,9 +287,18 @@ static int request_setup(lua_State *L) {
   }
   lua_pop(L, 1);
 
+  lua_getfield(L, 2, "form");
+  form_given = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  plain = (method == NULL || strcmp(method, "GET") == 0) && body == NULL && !form_given &&
+          output == NULL && resume_from <= 0 && !fresh && low_speed_time <= 0;
+  /* The same plain GET as last time (the common case: status polls) keeps
+     the handle's options and changes only the URL, timeouts and headers. */
+  fast = plain && r->plain && r->plain_verify == verify && r->plain_follow == follow &&
+         same_string(r->plain_ua, ua) && same_string(r->plain_ca, ca_file);
+
   /* Forget the previous transfer; the connection cache survives the reset. */
   request_release(r);
-  curl_easy_reset(e);
   buf_clear(&r->body);
   buf_clear(&r->head);
   r->too_large = 0;
@@ -288,6 +309,16 @@ static int request_setup(lua_State *L) {
   r->errbuf[0] = '\0';
   r->state = VG_IDLE;
 
+  if (fast) {
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_TIMEOUT_MS, timeout > 0 ? to_ms(timeout) : 0L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout > 0 ? to_ms(connect_timeout) : 0L);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+    SET(CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    goto headers;
+  }
+  r->plain = 0;
+  curl_easy_reset(e);
   SET(CURLOPT_PRIVATE, (void *)r);
   SET(CURLOPT_ERRORBUFFER, r->errbuf);
   SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -338,6 +369,7 @@ static int request_setup(lua_State *L) {
     rc = setup_form(L, r, lua_gettop(L));
   }
   lua_pop(L, 1);
+headers:
   lua_getfield(L, 2, "headers");
   if (!lua_isnil(L, -1) && rc == CURLE_OK) {
     luaL_checktype(L, -1, LUA_TTABLE);
@@ -345,10 +377,20 @@ static int request_setup(lua_State *L) {
   }
   lua_pop(L, 1);
   if (rc != CURLE_OK) {
+    r->plain = 0;
     lua_pushnil(L);
     lua_pushstring(L, curl_easy_strerror(rc));
     lua_pushliteral(L, "SETUP_FAILED");
     return 3;
+  }
+  if (plain && !fast) {
+    free(r->plain_ua);
+    free(r->plain_ca);
+    r->plain_ua = dup_or_null(ua);
+    r->plain_ca = dup_or_null(ca_file);
+    r->plain_verify = verify;
+    r->plain_follow = follow;
+    r->plain = (ua == NULL || r->plain_ua != NULL) && (ca_file == NULL || r->plain_ca != NULL);
   }
   if (output != NULL) {
     r->out = fopen(output, append ? "ab" : "wb");
@@ -458,22 +500,24 @@ static int push_failure(lua_State *L, vg_request *r) {
 }
 
 /* req:result() -> response table, or nil, message, code, curlcode.
-   The table: status, headers, body (nil when streamed to a file), bytes
-   (what was written to the file), http_version, url. */
+   The table: status, body (nil when streamed to a file), bytes (what was
+   written to the file), http_version, and headers when the status is not
+   2xx or the body was streamed (a successful API answer needs none: see
+   req:headers()). */
 static int request_result(lua_State *L) {
   vg_request *r = vg_checkrequest(L, 1);
   long status = 0, version = 0;
-  char *url = NULL;
   if (r->state != VG_DONE) return luaL_argerror(L, 1, "request has not finished");
   if (r->result != CURLE_OK || r->too_large || r->write_errno) return push_failure(L, r);
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
-  curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)status);
   lua_setfield(L, -2, "status");
-  push_headers(L, &r->head);
-  lua_setfield(L, -2, "headers");
+  if (status < 200 || status >= 300 || r->streamed) {
+    push_headers(L, &r->head);
+    lua_setfield(L, -2, "headers");
+  }
   if (!r->streamed || r->body.len > 0) {
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
     lua_setfield(L, -2, "body");
@@ -482,10 +526,13 @@ static int request_result(lua_State *L) {
   lua_setfield(L, -2, "bytes");
   lua_pushstring(L, version == CURL_HTTP_VERSION_2_0 ? "2" : version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
   lua_setfield(L, -2, "http_version");
-  if (url != NULL) {
-    lua_pushstring(L, url);
-    lua_setfield(L, -2, "url");
-  }
+  return 1;
+}
+
+/* req:headers() -> the last response's headers, {lowercase name = value}. */
+static int request_headers(lua_State *L) {
+  vg_request *r = vg_checkrequest(L, 1);
+  push_headers(L, &r->head);
   return 1;
 }
 
@@ -552,6 +599,10 @@ static int request_close(lua_State *L) {
   }
   vg_buf_free(&r->body);
   vg_buf_free(&r->head);
+  free(r->plain_ua);
+  free(r->plain_ca);
+  r->plain_ua = r->plain_ca = NULL;
+  r->plain = 0;
   r->state = VG_CLOSED;
   return 0;
 }
@@ -566,6 +617,7 @@ static const luaL_Reg request_methods[] = {
   {"setup", request_setup},
   {"perform", request_perform},
   {"result", request_result},
+  {"headers", request_headers},
   {"progress", request_progress},
   {"state", request_state},
   {"info", request_info},

@@ -42,6 +42,11 @@ typedef struct vg_request {
   struct curl_slist *headers;
   curl_mime *mime;
   char errbuf[CURL_ERROR_SIZE];
+  /* The last setup was a plain GET with these options: the next plain GET
+     with the same ones skips curl_easy_reset and sets only what changes. */
+  int plain;
+  int plain_verify, plain_follow;
+  char *plain_ua, *plain_ca;
 } vg_request;
 
 typedef struct vg_sockchange {

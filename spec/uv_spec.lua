@@ -74,3 +74,33 @@ describe("viggle.uv (luv host loop)", function()
     assert.are.equal("not_found", err.kind)
   end)
 end)
+
+describe("viggle.uv waits outside a task", function()
+  local driver
+  setup(function() driver = require("viggle.uv").install(uv) end)
+  teardown(function() if driver then driver.uninstall() end end)
+
+  it("join from plain code turns the uv loop instead of spinning", function()
+    local task = viggle.spawn(function() viggle.sleep(0.05) return "slept" end)
+    local t0 = core.now()
+    local cpu0 = os.clock()
+    local ok, v = task:join()
+    assert.is_true(ok)
+    assert.are.equal("slept", v)
+    assert.is_true(core.now() - t0 >= 0.045)
+    assert.is_true(os.clock() - cpu0 < 0.04, "join burned CPU while waiting")
+  end)
+
+  it("is refused inside a uv callback, with a message that says what to do", function()
+    local task = viggle.spawn(function() viggle.sleep(0.05) end)
+    local err
+    local t = uv.new_timer()
+    t:start(1, 0, function()
+      t:close()
+      local ok, e = pcall(function() return task:join() end)
+      if not ok then err = e end
+    end)
+    uv.run()
+    assert.matches("inside viggle.spawn", tostring(err))
+  end)
+end)

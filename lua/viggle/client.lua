@@ -8,6 +8,7 @@ local loop = require("viggle.loop")
 
 local type, tostring, setmetatable, pairs, ipairs, error, pcall = type, tostring, setmetatable, pairs, ipairs, error, pcall
 local format, concat, min, max, floor, random = string.format, table.concat, math.min, math.max, math.floor, math.random
+local find = string.find
 local getenv, now = os.getenv, core.now
 local E = errors.new
 
@@ -76,6 +77,7 @@ _M.Client = Client
 -- API keys live here, not in the client table, so printing or dumping a
 -- client never shows one.
 local secrets = setmetatable({}, { __mode = "k" })
+local api_headers = setmetatable({}, { __mode = "k" }) -- they hold the key too
 
 local DEFAULT_BASE_URL = "https://apis.viggle.ai"
 local TERMINAL = { complete = true, failed = true, cancelled = true }
@@ -115,6 +117,8 @@ end
 ---@return string|nil escaped the id, percent-encoded for a URL path
 ---@return viggle.Error|nil err
 function _M.check_id(id, what)
+  -- the common case, an id of letters, digits, _ and -, needs no escaping
+  if type(id) == "string" and #id <= 256 and find(id, "^[%w_%-]+$") then return id end
   what = what or "job id"
   local bad
   if type(id) ~= "string" then
@@ -208,12 +212,22 @@ end
 --- append, resume_from, timeout, tick, max_body, job_id, json (Accept JSON).
 --- Returns the response table (any status), or nil, err for transport failures.
 function Client:_http(o)
-  local url = o.url or (self.base_url .. o.path)
-  local headers = o.headers or {}
+  local url, to_api = o.url, true
+  if url then to_api = origin(url) == self.origin else url = self.base_url .. o.path end
   local key = secrets[self]
-  local to_api = origin(url) == self.origin
-  if key and to_api then headers[#headers + 1] = "Authorization: Bearer " .. key end
-  if o.json ~= false then headers[#headers + 1] = "Accept: application/json" end
+  local headers
+  if to_api and o.json ~= false then
+    headers = api_headers[self] -- made once: the same two lines for every API call
+    if not headers then
+      headers = { "Accept: application/json" }
+      if key then headers[2] = "Authorization: Bearer " .. key end
+      api_headers[self] = headers
+    end
+  else
+    headers = {}
+    if key and to_api then headers[1] = "Authorization: Bearer " .. key end
+    if o.json ~= false then headers[#headers + 1] = "Accept: application/json" end
+  end
   local timeout = o.timeout or self.timeout
   local r = loop.acquire()
   local ok, msg, code = r:setup({
@@ -310,14 +324,22 @@ end
 ---@return table|nil job
 ---@return viggle.Error|nil err
 function Client:status(job_id, opts)
-  opts = check_opts(opts, "status")
+  if opts ~= nil then opts = check_opts(opts, "status") end
   local path, err = _M.check_id(job_id)
   if not path then return nil, err end
-  local job, e = with_retries(opts.retries or self.retries, opts.max_retry_wait or 10, function()
-    return self:_api({ path = "/api/render/" .. path, job_id = job_id, timeout = opts.timeout })
-  end)
-  if not job then return nil, e end
-  return check_job(job, job_id)
+  local timeout, retries = opts and opts.timeout, opts and opts.retries or self.retries
+  local max_wait = opts and opts.max_retry_wait or 10
+  local call = { path = "/api/render/" .. path, job_id = job_id, timeout = timeout }
+  local attempt = 0
+  while true do
+    local job, e = self:_api(call)
+    if job then return check_job(job, job_id) end
+    if not e.retryable or attempt >= retries then return nil, e end
+    attempt = attempt + 1
+    local wait = backoff(attempt, 0.25, 4, e)
+    if wait > max_wait then return nil, e end
+    loop.sleep(wait)
+  end
 end
 
 local function need_key(self)

@@ -102,7 +102,7 @@ local NGX_YIELDING = { rewrite = true, access = true, content = true, timer = tr
 local function host_sleep(seconds)
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and ngx.sleep and ngx.get_phase and NGX_YIELDING[ngx.get_phase()] then
-    ngx.update_time() return ngx.sleep(seconds) -- else a transfer that just blocked shortens the sleep
+    ngx.update_time() return ngx.sleep(seconds + 0.001) -- clock behind after a transfer; ms granularity, never 0
   end
   core_sleep(seconds)
 end
@@ -230,12 +230,29 @@ finish_or_not = function(task, ok, ...)
   end
 end
 
+-- Inside nginx the scheduler is one per worker, and a coroutine belongs to the
+-- request that made it: tasks of two requests at once would resume each
+-- other's coroutines (and crash the worker). A second request is refused.
+local owner_request
+local function check_owner()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or not ngx.get_phase then return end
+  local ok, req = pcall(function() return ngx.ctx end) -- one table per request
+  if not ok or type(req) ~= "table" then return end
+  if live == 0 then owner_request = req
+  elseif req ~= owner_request then
+    error("viggle: another request of this nginx worker has tasks running; "
+          .. "inside nginx follow several jobs with ngx.thread.spawn and client:await", 3)
+  end
+end
+
 --- Starts `fn(...)` as a task. It runs at the next step (or run).
 ---@return viggle.Task
 ---@param fn function
 ---@param ... any arguments for fn
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
+  check_owner()
   local task = setmetatable({ co = co_create(fn), status = "ready", token = 0 }, Task)
   by_co[task.co] = task
   live = live + 1
@@ -300,6 +317,7 @@ function _M.transfer(r, tick, tick_every)
   local task = _M.current()
   tick_every = tick_every or 0.25
   if not task then
+    if not tick then return r:perform() end -- libcurl's own loop: the least CPU
     blocking_multi = blocking_multi or assert(core.multi())
     local m = blocking_multi
     assert(m:add(r))

@@ -23,6 +23,7 @@ local installed
 ---@class viggle.UvOptions
 ---@field schedule fun(fn: function)|nil runs fn soon on the host's main loop (default: a 0 ms uv timer)
 ---@field max_connects integer|nil connections kept alive (default 256)
+---@field wait fun(seconds: number)|nil how a wait outside a task turns the host's loop (default: uv.run("once"))
 
 --- Installs the libuv driver. Call it once, while no transfer is in flight.
 ---@param uv table luv, vim.uv or vim.loop
@@ -115,7 +116,15 @@ function _M.install(uv, opts)
   end
   d.count = function() return m:count() end
   d.drive = function() return nil end -- the uv callbacks drive
-  d.wait = function() end             -- the host's loop waits, never us
+  -- A wait outside a task (task:join, viggle.run, await_all called from
+  -- plain code) turns the host's loop once; inside the loop's own callbacks
+  -- that would re-enter it, so there it is refused with a clear message.
+  d.wait = opts.wait or function()
+    if uv.loop_mode and uv.loop_mode() ~= nil then
+      error("viggle.uv: cannot wait outside a task while the uv loop is running: do it inside viggle.spawn", 0)
+    end
+    uv.run("once")
+  end
   d.wake = run_soon
 
   --- Removes the driver (transfers still in flight end as cancelled). Its

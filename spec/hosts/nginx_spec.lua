@@ -209,6 +209,24 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
       #inside, ms(worst(inside)), #ainside, ms(worst(ainside))))
   end)
 
+  it("tasks of a second request on the same worker are refused with an error, and the worker lives", function()
+    local ids = m:jobs({ count = 2, id = "ngx_own", advance = "time", step = 0.3 })
+    local first = h:get_bg("/tasks?ids=" .. table.concat(ids, ",") .. "&interval=0.2", 20)
+    sleep(0.2)
+    local body = h:get("/tasks?ids=" .. ids[1] .. "&interval=0.2", 10) -- a 500: the handler raised
+    assert.is_nil(body)
+    assert.matches("another request of this nginx worker has tasks running", h:error_log())
+    local deadline = now() + 15
+    while not nginx_host.done(first) and now() < deadline do sleep(0.05) end
+    local f = assert(io.open(first, "rb"))
+    local r = cjson.decode(f:read("*a"))
+    f:close()
+    os.remove(first)
+    assert.is_true(r.run_ok, tostring(r.run_err))
+    for i, id in ipairs(ids) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
+    assert.is_string((h:get("/ping", 5)))
+  end)
+
   it("several jobs per request in light threads (ngx.thread + client:await), two such requests at once", function()
     local a = m:jobs({ count = 3, id = "ngx_tha", advance = "time", step = 0.3 })
     local b = m:jobs({ count = 3, id = "ngx_thb", advance = "time", step = 0.2 })
