@@ -38,6 +38,7 @@ typedef struct vg_request {
   vg_buf body, head;
   FILE *out;                /* streamed download target, or NULL */
   int streamed;             /* this transfer had an output file */
+  int body_to_file;         /* -1: not known yet for this response; 1: 2xx, to the file */
   curl_off_t written;       /* bytes written to out by this transfer */
   struct curl_slist *headers;
   curl_mime *mime;
