@@ -98,7 +98,8 @@ int vg_multi_new(lua_State *L) {
   /* libcurl's default cache is 4 connections per handle in the multi at the
      moment; between polling rounds few are in it, and the connections just
      used would be closed. Keep a fixed number alive instead. */
-  curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, max_connects > 0 ? max_connects : 256L);
+  m->max_connects = max_connects > 0 ? max_connects : 256L;
+  curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, m->max_connects);
   if (sockets) {
     m->socket_mode = 1;
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -264,6 +265,18 @@ static int multi_remove(lua_State *L) {
   return 0;
 }
 
+/* m:keep_connections(n): keep at least n idle connections alive (the
+   connection cache only grows: a burst of n transfers can reuse them all). */
+static int multi_keep_connections(lua_State *L) {
+  vg_multi *m = checkmulti(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  if (n > m->max_connects) {
+    m->max_connects = (long)n;
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, m->max_connects);
+  }
+  return 0;
+}
+
 static int multi_count(lua_State *L) {
   vg_multi *m = checkmulti(L, 1);
   lua_pushinteger(L, m->count);
@@ -307,6 +320,7 @@ static const luaL_Reg multi_methods[] = {
   {"timer", multi_timer},
   {"remove", multi_remove},
   {"count", multi_count},
+  {"keep_connections", multi_keep_connections},
   {"close", multi_close},
   {NULL, NULL}
 };

@@ -60,6 +60,7 @@ typedef struct vg_multi {
   vg_request *head;         /* requests in flight */
   int count;
   int socket_mode;          /* driven by socket_action (host loops) */
+  long max_connects;        /* size of the connection cache */
   vg_sockchange *changes;   /* recorded by the socket callback */
   size_t nchanges, capchanges;
   long timer_ms;            /* recorded by the timer callback */

@@ -5,6 +5,7 @@
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
+local heap = require("viggle.heap")
 
 local type, tostring, setmetatable, pairs, ipairs, error, pcall = type, tostring, setmetatable, pairs, ipairs, error, pcall
 local format, concat, min, max, floor, random = string.format, table.concat, math.min, math.max, math.floor, math.random
@@ -383,6 +384,8 @@ function Client:credits(opts)
   return res
 end
 
+local new_follow -- defined with await below
+
 local function changed(a, b)
   return not a or a.status ~= b.status or a.checkpoint ~= b.checkpoint or a.progress_pct ~= b.progress_pct
 end
@@ -420,98 +423,87 @@ function Client:await(job_id, opts)
   opts = check_opts(opts, "await")
   local path, err = _M.check_id(job_id)
   if not path then return nil, err end
-  local interval = opts.interval or 3
-  local deadline = now() + (opts.timeout or 1800)
-  local max_backoff = opts.max_backoff or 60
-  local on_progress, gate = opts.on_progress, opts._gate
-  local last, last_err, failures = nil, nil, 0
+  local f = new_follow(job_id, path, now() + (opts.timeout or 1800))
   while true do
-    local left = deadline - now()
-    if left <= 0 then break end
-    if gate then gate:enter() end
-    local job, e = self:_api({ path = "/api/render/" .. path, job_id = job_id,
-                               timeout = min(self.timeout, left) })
-    if gate then gate:leave() end
-    if job then job, e = check_job(job, job_id) end
-    local wait
-    if job then
-      failures = 0
-      if on_progress and changed(last, job) then
-        local cerr = call_back(on_progress, "on_progress", job_id, job)
-        if cerr then cerr.job = job return nil, cerr end
-      end
-      last = job
-      local st = job.status
-      if st == "complete" then return job end
-      if st == "failed" then
-        return nil, E("job_failed", job.error_message or job.error or "the job failed",
-          { job_id = job_id, code = job.error_code, job = job })
-      end
-      if st == "cancelled" then
-        return nil, E("job_cancelled", "the job was cancelled", { job_id = job_id, job = job })
-      end
-      wait = interval
-    elseif e.retryable then
-      last_err = e
-      failures = failures + 1
-      wait = backoff(failures, interval, max_backoff, e)
-    else
-      e.job = last
-      return nil, e
-    end
-    left = deadline - now()
+    local final, job, e, wait = self:_poll(f, opts)
+    if final then return job, e end
+    local left = f.deadline - now()
     if wait >= left then
       if left > 0 then loop.sleep(left) end
-      break
+      return nil, self:_timed_out(f, opts)
     end
     loop.sleep(wait)
   end
-  local state = describe(last)
-  if last_err and (not last or failures > 0) then state = state .. "; last error: " .. last_err.message end
+end
+
+-- The state of one job being followed (await, await_all).
+new_follow = function(job_id, path, deadline)
+  return { 0, path = path, id = job_id, deadline = deadline, failures = 0 }
+end
+
+-- Polls a followed job once. Returns final (true when the follow is over),
+-- job, err, and (when not final) the seconds to wait before the next poll.
+function Client:_poll(f, opts)
+  local left = f.deadline - now()
+  if left <= 0 then return true, nil, self:_timed_out(f, opts) end
+  if opts.limiter then opts.limiter:take() end
+  local id = f.id
+  local job, e = self:_api({ path = "/api/render/" .. f.path, job_id = id, timeout = min(self.timeout, left) })
+  if job then job, e = check_job(job, id) end
+  if job then
+    f.failures = 0
+    local on_progress = opts.on_progress
+    if on_progress and changed(f.last, job) then
+      local cerr = call_back(on_progress, "on_progress", id, job)
+      if cerr then
+        cerr.job = job
+        return true, nil, cerr
+      end
+    end
+    f.last = job
+    local st = job.status
+    if st == "complete" then return true, job end
+    if st == "failed" then
+      return true, nil, E("job_failed", job.error_message or job.error or "the job failed",
+        { job_id = id, code = job.error_code, job = job })
+    end
+    if st == "cancelled" then
+      return true, nil, E("job_cancelled", "the job was cancelled", { job_id = id, job = job })
+    end
+    return false, nil, nil, opts.interval or 3
+  elseif e.retryable then
+    f.last_err = e
+    f.failures = f.failures + 1
+    return false, nil, nil, backoff(f.failures, opts.interval or 3, opts.max_backoff or 60, e)
+  end
+  e.job = f.last
+  return true, nil, e
+end
+
+-- The timeout error of a follow whose deadline passed (and the DELETE of
+-- cancel_on_timeout).
+function Client:_timed_out(f, opts)
+  local state = describe(f.last)
+  if f.last_err and (not f.last or f.failures > 0) then state = state .. "; last error: " .. f.last_err.message end
   local terr = E("timeout", format("job still running after %gs (%s)", opts.timeout or 1800, state),
-    { job_id = job_id, job = last, cause = last_err, retryable = false })
+    { job_id = f.id, job = f.last, cause = f.last_err, retryable = false })
   if opts.cancel_on_timeout then
-    local ok, cerr = self:cancel(job_id)
+    local ok, cerr = self:cancel(f.id)
     terr.cancelled = ok ~= nil
     terr.cancel_error = cerr
   end
-  return nil, terr
+  return terr
 end
 
--- A counting gate: at most `n` holders at once; the others wait in order.
-local Gate = {}
-Gate.__index = Gate
-local function new_gate(n, rate)
-  return setmetatable({ free = n, queue = {}, head = 1, tail = 0,
-                        spacing = rate and 1 / rate or nil, next_at = 0 }, Gate)
-end
----@return nil
-function Gate:enter()
-  if self.free > 0 and self.head > self.tail then
-    self.free = self.free - 1
-  else
-    local me = loop.current()
-    self.tail = self.tail + 1
-    self.queue[self.tail] = me
-    loop.suspend() -- leave() hands its place straight to us
-  end
-  if self.spacing then -- a shared cap on requests per second
+-- A shared cap on requests per second: each take() is spaced 1/rate apart.
+local function new_limiter(rate)
+  local spacing, next_at = 1 / rate, 0
+  return { take = function()
     local t = now()
-    local at = max(t, self.next_at)
-    self.next_at = at + self.spacing
+    local at = max(t, next_at)
+    next_at = at + spacing
     if at > t then loop.sleep(at - t) end
-  end
-end
----@return nil
-function Gate:leave()
-  if self.head <= self.tail then
-    local nxt = self.queue[self.head]
-    self.queue[self.head] = nil
-    self.head = self.head + 1
-    loop.wake(nxt)
-  else
-    self.free = self.free + 1
-  end
+  end }
 end
 
 --- Follows many jobs at once over one driver and reused connections.
@@ -521,6 +513,9 @@ end
 --- on_progress(job) per job), on_update(summary) when any job changes or
 --- ends, concurrency (requests in flight at once, default 32), rate (cap on
 --- requests per second, shared by all jobs). A duplicate id is polled once.
+--- `concurrency` workers take the jobs that are due, earliest first; a job
+--- waiting for its next poll is a small table, not a coroutine, so ten
+--- thousand jobs cost little memory.
 ---@param job_ids string[]
 ---@param opts viggle.AwaitAllOptions|nil
 ---@return (table|viggle.Error)[] results in input order: a job table or its error
@@ -529,67 +524,94 @@ end
 function Client:await_all(job_ids, opts)
   opts = check_opts(opts, "await_all")
   if type(job_ids) ~= "table" then error("bad argument #1 to 'await_all' (table expected)", 2) end
-  local started = now()
-  local results, summary = {}, { total = #job_ids, complete = 0, failed = 0, cancelled = 0, errors = 0, running = 0 }
-  local unique, order = {}, {}
-  for i, id in ipairs(job_ids) do
-    local _, err = _M.check_id(id)
-    if err then
-      results[i] = err
-      summary.errors = summary.errors + 1
-    elseif unique[id] then
-      unique[id][#unique[id] + 1] = i
-    else
-      unique[id] = { i }
-      order[#order + 1] = id
-    end
-  end
-  local concurrency = opts.concurrency or 32
   if opts.rate ~= nil and (type(opts.rate) ~= "number" or opts.rate <= 0) then
     error("bad option 'rate' to 'await_all' (positive number expected)", 2)
   end
-  local gate = new_gate(concurrency, opts.rate)
-  local on_update, on_progress = opts.on_update, opts.on_progress
-  local deadline = now() + (opts.timeout or 1800)
+  local started = now()
+  local results, summary = {}, { total = #job_ids, complete = 0, failed = 0, cancelled = 0, errors = 0, running = 0 }
+  local deadline = started + (opts.timeout or 1800)
+  local due = heap.new() -- follows by the time of their next poll
+  local places = {}      -- job id -> its places in job_ids
+  for i, id in ipairs(job_ids) do
+    local path, err = _M.check_id(id)
+    if err then
+      results[i] = err
+      summary.errors = summary.errors + 1
+    elseif places[id] then
+      places[id][#places[id] + 1] = i
+    else
+      places[id] = { i }
+      local f = new_follow(id, path, deadline)
+      f[1] = started
+      due:push(f)
+    end
+  end
+  summary.running = due.n
+  local on_update, user_progress = opts.on_update, opts.on_progress
   local callback_error
-  summary.running = #order
   local function report()
     if on_update and not callback_error then
       callback_error = call_back(on_update, "on_update", nil, summary)
     end
   end
-  local function follow(id)
-    local job, err = self:await(id, {
-      interval = opts.interval, timeout = max(deadline - now(), 0), max_backoff = opts.max_backoff,
-      cancel_on_timeout = opts.cancel_on_timeout, _gate = gate,
-      on_progress = (on_progress or on_update) and function(j)
-        if on_progress then on_progress(j) end
-        report()
-      end or nil,
-    })
+  local popts = {
+    interval = opts.interval, timeout = opts.timeout, max_backoff = opts.max_backoff,
+    cancel_on_timeout = opts.cancel_on_timeout, limiter = opts.rate and new_limiter(opts.rate),
+    on_progress = (user_progress or on_update) and function(j)
+      if user_progress then user_progress(j) end
+      report()
+    end or nil,
+  }
+  local function settle(f, job, err)
     summary.running = summary.running - 1
     if job then summary.complete = summary.complete + 1
     elseif err.kind == "job_failed" then summary.failed = summary.failed + 1
     elseif err.kind == "job_cancelled" then summary.cancelled = summary.cancelled + 1
     else summary.errors = summary.errors + 1 end
-    for _, i in ipairs(unique[id]) do results[i] = job or err end
+    for _, i in ipairs(places[f.id]) do results[i] = job or err end
     report()
   end
-  local tasks = {}
-  for k, id in ipairs(order) do tasks[k] = loop.spawn(follow, id) end
-  for k, t in ipairs(tasks) do
-    local ok, err = t:join()
-    if not ok then -- the task itself raised (a bug, or it was cancelled)
-      for _, i in ipairs(unique[order[k]]) do results[i] = results[i] or err end
+  -- A worker takes the follow that is due first; when it is not due yet the
+  -- worker sleeps until it is (leaving it in the heap for whoever is free).
+  local function worker()
+    while due.n > 0 do
+      local f = due:peek()
+      local t = now()
+      if f[1] > t then
+        loop.sleep(f[1] - t)
+      else
+        due:pop()
+        local final, job, err, wait = self:_poll(f, popts)
+        if final then
+          settle(f, job, err)
+        elseif now() + wait >= deadline then
+          f[1] = deadline -- its last turn: the timeout at the deadline
+          f.deadline = deadline
+          due:push(f)
+        else
+          f[1] = now() + wait
+          due:push(f)
+        end
+      end
     end
   end
+  local n = min(opts.concurrency or 32, due.n)
+  loop.keep_connections(n)
+  local workers = {}
+  for k = 1, n do workers[k] = loop.spawn(worker) end
+  local failure
+  for _, w in ipairs(workers) do
+    local ok, err = w:join()
+    if not ok then failure = failure or err end
+  end
   for i = 1, #job_ids do
-    if results[i] == nil then results[i] = E("cancelled", "not followed to the end", { job_id = job_ids[i] }) end
+    if results[i] == nil then
+      results[i] = failure or E("cancelled", "not followed to the end", { job_id = job_ids[i] })
+    end
   end
   summary.seconds = now() - started
   return results, summary, callback_error
 end
-
 
 -- ---- render ------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 --- a driver (viggle.uv) that watches libcurl's sockets itself.
 local core = require("viggle.core")
 local errors = require("viggle.errors")
+local heap = require("viggle.heap")
 
 local coroutine, setmetatable, select, type, error = coroutine, setmetatable, select, type, error
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
@@ -26,7 +27,7 @@ Task.__index = Task
 local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
 local live = 0                                    -- tasks not yet ended
 local ready, ready_n = {}, 0                      -- tasks to resume, in order
-local timers, timers_n = {}, 0                    -- binary min-heap of {at, task, token}
+local timers = heap.new()                         -- min-heap of {at, task, token}
 local waiting = {}                                -- request -> task
 local driver                                      -- how transfers are driven (see below)
 local failed_tasks = {}                           -- tasks that raised, for run()
@@ -58,39 +59,6 @@ function _M.release(r)
   else
     r:close()
   end
-end
-
--- ---- timers heap ----------------------------------------------------------
-local function heap_push(e)
-  timers_n = timers_n + 1
-  local i = timers_n
-  timers[i] = e
-  while i > 1 do
-    local p = (i - i % 2) / 2
-    if timers[p][1] <= e[1] then break end
-    timers[i], timers[p] = timers[p], e
-    i = p
-  end
-end
-
-local function heap_pop()
-  local top = timers[1]
-  local last = timers[timers_n]
-  timers[timers_n] = nil
-  timers_n = timers_n - 1
-  if timers_n > 0 then
-    local i = 1
-    timers[1] = last
-    while true do
-      local l, s = 2 * i, i
-      if l <= timers_n and timers[l][1] < timers[s][1] then s = l end
-      if l + 1 <= timers_n and timers[l + 1][1] < timers[s][1] then s = l + 1 end
-      if s == i then break end
-      timers[i], timers[s] = timers[s], timers[i]
-      i = s
-    end
-  end
-  return top
 end
 
 -- ---- drivers ----------------------------------------------------------------
@@ -151,6 +119,15 @@ function _M.configure(opts)
     driver.multi:close()
     driver = nil
   end
+end
+
+--- Keeps at least `n` idle connections alive in the scheduler's driver (so a
+--- round of `n` polls in flight reuses all of them next time).
+---@param n integer
+---@return nil
+function _M.keep_connections(n)
+  local d = get_driver()
+  if d.multi then d.multi:keep_connections(n) end
 end
 
 --- Replaces the driver (viggle.uv installs one). Only while nothing is in flight.
@@ -275,7 +252,7 @@ local function suspend(task)
 end
 
 local function add_timer(task, at)
-  heap_push({ at, task, task.token })
+  timers:push({ at, task, task.token })
 end
 
 --- Sleeps `seconds`: yields inside a task (and to nginx inside nginx), blocks outside.
@@ -370,10 +347,10 @@ _M.dispatch = dispatch
 
 -- Moves due timers to the ready queue; returns the next due time or nil.
 local function expire_timers(t)
-  while timers_n > 0 do
+  while timers.n > 0 do
     local e = timers[1]
     if e[1] > t then return e[1] end
-    heap_pop()
+    timers:pop()
     local task = e[2]
     if task.token == e[3] and task.status == "waiting" then make_ready(task) end
   end
@@ -395,7 +372,7 @@ end
 --- Seconds until the scheduler next has work (timers), or nil.
 ---@return number|nil
 function _M.next_timer()
-  return timers_n > 0 and timers[1][1] or nil
+  return timers.n > 0 and timers[1][1] or nil
 end
 
 --- One turn: advance transfers, wake due tasks, run what is ready. Waits at
@@ -423,7 +400,7 @@ end
 --- Runs until every task has ended. Returns true, or false and the error of
 --- the first task that raised and that nobody joined.
 local function stuck()
-  return ready_n == 0 and timers_n == 0 and get_driver().count() == 0
+  return ready_n == 0 and timers.n == 0 and get_driver().count() == 0
 end
 local STUCK = "every remaining task is waiting on another: nothing can progress"
 
