@@ -34,6 +34,7 @@ build = {
     ["viggle.client"] = "lua/viggle/client.lua",
     ["viggle.errors"] = "lua/viggle/errors.lua",
     ["viggle.loop"] = "lua/viggle/loop.lua",
+    ["viggle.heap"] = "lua/viggle/heap.lua",
     ["viggle.uv"] = "lua/viggle/uv.lua",
     ["viggle.nvim"] = "lua/viggle/nvim.lua",
     ["viggle.cli"] = "lua/viggle/cli.lua",
