@@ -25,18 +25,20 @@ local OUT = "bench/out"
 -- ---------------------------------------------------------------------------
 -- options
 
-local QUICK, ONLY = false, nil
+local QUICK, ONLY, REPLOT = false, nil, false
 do
   local i = 1
   while i <= #arg do
     local a = arg[i]
     if a == "--quick" then QUICK = true
+    elseif a == "--replot" then REPLOT = true
     elseif a == "--only" then
       ONLY = {}
       for n in (arg[i + 1] or ""):gmatch("%d+") do ONLY[tonumber(n)] = true end
       i = i + 1
     elseif a == "-h" or a == "--help" then
-      print("usage: bash bench/run.sh [--quick] [--only 1,2,3,4,5]")
+      print("usage: bash bench/run.sh [--quick] [--only 1,2,3,4,5] [--replot]")
+      print("--replot: rewrite the README and plots from bench/out/results.json, running nothing")
       os.exit(0)
     else
       io.stderr:write("bench: unknown argument " .. a .. "\n")
@@ -52,10 +54,10 @@ local CFG = QUICK and {
   dl_runs = 1, dl_size = 64 * 1024 * 1024,
   start_runs = 10, start_warmup = 2,
 } or {
-  seq_runs = 5, seq_calls = 10000, seq_calls_py = 2000, seq_calls_cli = 150, seq_warmup = 300,
-  many_runs = 3, many_sizes = { 100, 1000, 10000 }, loop_direct = 100, loop_sample = 200,
-  dl_runs = 3, dl_size = 1024 * 1024 * 1024,
-  start_runs = 40, start_warmup = 5,
+  seq_runs = 7, seq_calls = 10000, seq_calls_py = 2000, seq_calls_cli = 300, seq_warmup = 300,
+  many_runs = 5, many_sizes = { 100, 1000, 10000 }, loop_direct = 100, loop_sample = 200,
+  dl_runs = 5, dl_size = 1024 * 1024 * 1024,
+  start_runs = 100, start_warmup = 10,
 }
 local DELAY = 0.02            -- seconds the mock adds to every answer (scenario 3)
 local CONC_LOW, CONC_HIGH = 256, 1024
@@ -305,7 +307,11 @@ local function facts()
   f.viggle = core.version
   f.commit = trim(capture("git rev-parse --short HEAD 2>/dev/null"))
   local dirty = trim(capture("git status --porcelain -- lua csrc bin 2>/dev/null"))
-  if dirty ~= "" then f.commit = f.commit .. " (lua/, csrc/ or bin/ modified)" end
+  if dirty ~= "" then
+    -- uncommitted changes to the library: name them by a hash of the diff
+    local sum = trim(capture("git diff HEAD -- lua csrc bin 2>/dev/null | sha1sum")):sub(1, 10)
+    f.commit = format("%s + uncommitted changes to lua/, csrc/ or bin/ (diff sha1 %s)", f.commit, sum)
+  end
   f.date = os.date("!%Y-%m-%d %H:%M UTC")
   return f
 end
@@ -446,8 +452,13 @@ local function many_contenders(m)
     local label, base = proto[1], proto[2]
     for _, conc in ipairs({ CONC_LOW, CONC_HIGH }) do
       list[#list + 1] = { key = format("viggle_%s_%d", label:match("^HTTP/(%d)"), conc), proto = label, conc = conc,
-        name = format("viggle `await_all`, concurrency %d", conc), viggle = true,
+        name = format("viggle `await_all`, concurrency %d", conc), viggle = true, await_all = true,
         cmd = function(f) return format("lua5.4 bench/clients/await_viggle.lua await_all %s %s %d %s", base, f, conc, q(ca)) end }
+    end
+    if label == "HTTP/1.1" then
+      list[#list + 1] = { key = "pool_1", proto = label, conc = CONC_LOW, viggle = true,
+        name = format("viggle worker pool: %d tasks (`viggle.spawn`) × `c:status`", CONC_LOW),
+        cmd = function(f) return format("lua5.4 bench/clients/await_viggle.lua pool %s %s %d", base, f, CONC_LOW) end }
     end
     list[#list + 1] = { key = format("raw_%s", label:match("^HTTP/(%d)")), proto = label, conc = CONC_HIGH,
       name = format("raw libcurl multi (C), concurrency %d", CONC_HIGH),
@@ -543,7 +554,7 @@ local function scenario_many(m)
     end
     for _, c in ipairs(list) do
       local s = samples[c.key] and samples[c.key][size] or {}
-      rows[#rows + 1] = { key = c.key, name = c.name, proto = c.proto, conc = c.conc, viggle = c.viggle,
+      rows[#rows + 1] = { key = c.key, name = c.name, proto = c.proto, conc = c.conc, viggle = c.viggle, await_all = c.await_all,
         error = (#s == 0) and errors[c.key] or nil, runs = #s,
         st = contender_stats(s, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" }) }
     end
@@ -712,26 +723,27 @@ local function targets()
   end
   local s3 = R.scenarios[3]
   if s3 then
-    local best
-    for _, t in ipairs(s3.tables) do
-      if t.size == 10000 then
-        for _, row in ipairs(t.rows) do
-          if row.viggle and med(row, "wall_s") and (not best or med(row, "wall_s") < med(best, "wall_s")) then best = row end
-        end
+    local big
+    for _, t in ipairs(s3.tables) do if t.size == 10000 then big = t end end
+    for _, proto in ipairs({ "HTTP/1.1", "HTTP/2 (TLS)" }) do
+      -- the fastest viggle row of this protocol (the concurrency is named)
+      local best
+      for _, row in ipairs(big and big.rows or {}) do
+        if row.await_all and row.proto == proto and med(row, "wall_s")
+          and (not best or med(row, "wall_s") < med(best, "wall_s")) then best = row end
       end
-    end
-    if best then
-      local w, rss = med(best, "wall_s"), med(best, "rss_kb") / 1024
-      local met = w < 1 and rss < 64
-      local by = {}
-      if w >= 1 then by[#by + 1] = format("wall %.0f%% over 1 s", (w - 1) * 100) end
-      if rss >= 64 then by[#by + 1] = format("RSS %.0f%% over 64 MiB", (rss / 64 - 1) * 100) end
-      T[#T + 1] = { name = "10,000 jobs at 20 ms per answer: < 1 s wall, peak RSS < 64 MiB",
-        measured = format("%.2f s, %.1f MiB (best viggle row: %s, %s)", w, rss, best.proto, best.name),
-        met = met, by = #by > 0 and concat(by, "; ") or nil }
-    else
-      T[#T + 1] = { name = "10,000 jobs at 20 ms per answer: < 1 s wall, peak RSS < 64 MiB",
-        measured = "not run (quick mode runs 100 and 1,000 jobs)", met = nil }
+      local name = format("10,000 jobs, 20 ms per answer, %s: < 1 s wall, peak RSS < 64 MiB", proto)
+      if best then
+        local w, rss = med(best, "wall_s"), med(best, "rss_kb") / 1024
+        local by = {}
+        if w >= 1 then by[#by + 1] = format("wall %.0f%% over 1 s", (w - 1) * 100) end
+        if rss >= 64 then by[#by + 1] = format("RSS %.0f%% over 64 MiB", (rss / 64 - 1) * 100) end
+        T[#T + 1] = { name = name, met = w < 1 and rss < 64, by = #by > 0 and concat(by, "; ") or nil,
+          measured = format("%.2f s, %.1f MiB, %s connections (fastest viggle row: concurrency %d)", w, rss,
+            best.st.conns and format("%.0f", best.st.conns.median) or "?", best.conc) }
+      else
+        T[#T + 1] = { name = name, measured = "not run (the quick run stops at 1,000 jobs)", met = nil }
+      end
     end
   end
   local s4 = R.scenarios[4]
@@ -762,7 +774,7 @@ end
 -- ---------------------------------------------------------------------------
 -- plots (gnuplot, PNG)
 
-local PLOT_DIR = (QUICK or ONLY) and OUT or "bench" -- a partial run never replaces the committed plots
+local PLOT_DIR -- set in main: a quick or partial run never replaces the committed plots
 
 local function gnuplot(name, script)
   local gp = OUT .. "/" .. name .. ".gp"
@@ -816,7 +828,7 @@ set style fill solid 0.85 noborder
 set format x "%%g"
 plot "%s" using (($2+10)/2):1:(10):2:($1-0.38):($1+0.38):6:ytic(5) with boxxyerror lc rgb variable, \
      "" using 2:1:3:4 with xerrorbars pt 0 lc rgb "black", \
-     "" using ($2*1.08):1:(sprintf("%%.1f", $2)) with labels left font ",9"
+     "" using ($4*1.06):1:(sprintf("%%.1f", $2)) with labels left font ",9"
 ]], i, dat))
   return png
 end
@@ -824,42 +836,58 @@ end
 local function plot_many()
   local s3 = R.scenarios[3]
   if not s3 then return nil end
-  -- wall time against jobs, one line per contender
-  local series = {}
-  local order = {}
+  -- wall time against jobs: one panel per protocol, one line per client; the
+  -- plain loops (HTTP/1.1) are drawn in both panels as the reference
+  local series, order = {}, {}
   for _, t in ipairs(s3.tables) do
     for _, row in ipairs(t.rows) do
       local w = med(row, "wall_s")
       if w then
-        local label = row.proto .. ": " .. row.name:gsub("`", "")
-        if row.extrapolated and t.size ~= CFG.loop_direct then label = row.proto .. ": " .. row.name:gsub("`", "") end
-        if not series[label] then series[label] = {} order[#order + 1] = { label = label, row = row } end
-        series[label][#series[label] + 1] = format("%d %g %g %g", t.size, w, row.st.wall_s.min, row.st.wall_s.max)
+        if not series[row.key] then series[row.key] = {} order[#order + 1] = row end
+        local lines = series[row.key]
+        lines[#lines + 1] = format("%d %g %g %g", t.size, w, row.st.wall_s.min, row.st.wall_s.max)
       end
     end
   end
-  local plots = {}
-  local colours = { "#d62728", "#ff7f0e", "#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#7f7f7f", "#17becf" }
-  for k, o in ipairs(order) do
+  local style = {
+    loop_viggle = 'dt 2 lw 2 pt 7 lc rgb "#222222"', loop_requests = 'dt 3 lw 2 pt 7 lc rgb "#888888"',
+    viggle_1_256 = 'lw 3 pt 7 lc rgb "#d62728"', viggle_1_1024 = 'lw 3 pt 9 lc rgb "#ff7f0e"',
+    viggle_2_256 = 'lw 3 pt 7 lc rgb "#d62728"', viggle_2_1024 = 'lw 3 pt 9 lc rgb "#ff7f0e"',
+    raw_1 = 'lw 2 pt 5 lc rgb "#2ca02c"', raw_2 = 'lw 2 pt 5 lc rgb "#2ca02c"',
+    raw_2_cap = 'lw 2 pt 13 lc rgb "#1f77b4"', pool_1 = 'lw 2 dt 4 pt 11 lc rgb "#9467bd"',
+  }
+  local panels = { { "HTTP/1.1", {} }, { "HTTP/2 (TLS)", {} } }
+  for k, row in ipairs(order) do
     local dat = format("%s/many-%d.dat", OUT, k)
-    write_file(dat, concat(series[o.label], "\n") .. "\n")
-    local dash = o.row.key:match("^loop") and "dt 2" or "dt 1"
-    plots[#plots + 1] = format("%q using 1:2:3:4 with yerrorlines lw 2 %s pt 7 ps 0.8 lc rgb %q title %q",
-      dat, dash, colours[(k - 1) % #colours + 1], o.label)
+    write_file(dat, concat(series[row.key], "\n") .. "\n")
+    local label = row.name:gsub("`", ""):gsub(" one job after another", "")
+    local item = format("%q using 1:2:3:4 with yerrorlines %s ps 0.9 title %q", dat,
+      style[row.key] or "lw 2 pt 7", label)
+    for _, panel in ipairs(panels) do
+      if row.key:match("^loop") or row.proto == panel[1] then panel[2][#panel[2] + 1] = item end
+    end
+  end
+  local body = {}
+  for _, panel in ipairs(panels) do
+    body[#body + 1] = format('set title "%s"\nplot %s', panel[1], concat(panel[2], ", \\\n     "))
   end
   local png = PLOT_DIR .. "/plot-many-jobs.png"
-  gnuplot("many", format(GP_HEAD, 650, png) .. format([[
-set title "Many jobs, %g ms per answer: wall time until every job is final (lower is better)"
+  gnuplot("many", format(GP_HEAD, 700, png) .. format([[
+set multiplot layout 1,2 title "Many jobs, %g ms per answer: wall time until every job is final\n]] ..
+  [[(median; whiskers: min..max; lower is better)"
 set logscale xy 10
 set xlabel "jobs"
 set ylabel "seconds (log scale)"
-set key outside bottom center horizontal Left reverse font ",9" maxrows 5 width 2
+set key outside below vertical Left reverse font ",9" spacing 1.05 width -8 height 1
+set bmargin 12
 set xrange [70:14000]
+set yrange [0.01:400]
 set format y "%%g"
 set arrow from 70,1 to 14000,1 nohead dt 3 lc rgb "#555555"
-set label "target for 10,000 jobs: 1 s" at 80,1.25 font ",9" tc rgb "#555555"
-plot %s
-]], DELAY * 1000, concat(plots, ", \\\n     ")))
+set label "1 s: the target for 10,000 jobs" at 80,1.35 font ",9" tc rgb "#555555"
+%s
+unset multiplot
+]], DELAY * 1000, concat(body, "\n")))
   return png
 end
 
@@ -878,7 +906,7 @@ local function plot_download()
   write_file(dat, concat(lines, "\n") .. "\n")
   local png = PLOT_DIR .. "/plot-download.png"
   gnuplot("download", format(GP_HEAD, 420, png) .. format([[
-set multiplot layout 1,2 title "Download of %s from the mock CDN (median of runs)"
+set multiplot layout 1,2 title "Download of %s from the mock CDN (median; whiskers: min..max over runs)"
 set style fill solid 0.85 noborder
 set ytics scale 0
 set yrange [%d:-0.6]
@@ -887,8 +915,9 @@ set xrange [0:*]
 set xtics 500
 plot "%s" using ($2/2):1:($2/2):(0.38):7:ytic(6) with boxxyerror lc rgb variable, \
      "" using 2:1:3:4 with xerrorbars pt 0 lc rgb "black", \
-     "" using ($2):1:(sprintf(" %%.0f", $2)) with labels left font ",9"
+     "" using ($4 + 30):1:(sprintf("%%.0f", $2)) with labels left font ",9"
 set title "peak RSS, MiB (log scale; lower is better)"
+set xtics auto
 set logscale x 10
 set xrange [1:20000]
 set format y ""
@@ -1052,7 +1081,12 @@ local function readme(F, T, plots)
     w("shown; concurrency %d is the largest that fits viggle's connection cache (the multi keeps %d", CONC_LOW, CONC_LOW)
     w("connections), %d shows what happens above it. The raw libcurl multi (`bench/raw_multi.c`: %d handles in",
       CONC_HIGH, CONC_HIGH)
-    w("flight, `CURLMOPT_MAXCONNECTS` = %d, no JSON decoding) shows what the mock and libcurl allow.", CONC_HIGH)
+    w("flight, `CURLMOPT_MAXCONNECTS` = %d, no JSON decoding) shows what the mock and libcurl allow; its", CONC_HIGH)
+    w("second HTTP/2 row adds `CURLMOPT_MAX_HOST_CONNECTIONS` = %d. The *worker pool* row is not an API of", H2_HOST_CAP)
+    w("viggle but a few lines over its public primitives (%d tasks, each taking the next id and polling it", CONC_LOW)
+    w("with `c:status`): it shows what a pool-shaped `await_all` would use. The %s targets are checked on",
+      "10,000-job")
+    w("the fastest `await_all` row of each protocol.")
     w("")
   end
   if plots.many then
@@ -1138,7 +1172,57 @@ end
 -- main
 
 local static, m
+
+-- results.json keeps the scenarios under string keys ("1".."5"): a partial
+-- run would otherwise be a sparse array, which lua-cjson refuses
+local function save_results()
+  local copy = {}
+  for k, v in pairs(R) do copy[k] = v end
+  copy.scenarios = {}
+  for id, sc in pairs(R.scenarios) do copy.scenarios[tostring(id)] = sc end
+  copy.only = nil
+  if ONLY then
+    copy.only = {}
+    for n in pairs(ONLY) do copy.only[#copy.only + 1] = n end
+  end
+  cjson.encode_invalid_numbers(true)
+  write_file(OUT .. "/results.json", cjson.encode(copy))
+end
+
+local function load_results()
+  local text = assert(read_file(OUT .. "/results.json"), "no " .. OUT .. "/results.json: run the benchmarks first")
+  cjson.decode_invalid_numbers(true)
+  local saved = cjson.decode(text)
+  R = saved
+  local scenarios = {}
+  for k, v in pairs(saved.scenarios or {}) do scenarios[tonumber(k)] = v end
+  R.scenarios = scenarios
+  QUICK, CFG, PINNED = saved.quick, saved.cfg, saved.pinned
+  ONLY = nil
+  if type(saved.only) == "table" then
+    ONLY = {}
+    for _, n in ipairs(saved.only) do ONLY[n] = true end
+  end
+end
+
+local function finish(F)
+  local T = targets()
+  local plots = { sequential = plot_sequential(), many = plot_many(), download = plot_download() }
+  local md = readme(F, T, plots)
+  local dest = QUICK and (OUT .. "/README.quick.md") or (ONLY and (OUT .. "/README.partial.md")) or "bench/README.md"
+  write_file(dest, md)
+  return T, dest
+end
+
 local function main()
+  if REPLOT then
+    load_results()
+    PLOT_DIR = (QUICK or ONLY) and OUT or "bench"
+    local T, dest = finish(R.facts)
+    say("rewrote %s and the plots from %s/results.json (%d targets)", dest, OUT, #T)
+    return
+  end
+  PLOT_DIR = (QUICK or ONLY) and OUT or "bench"
   local t0 = socket.gettime()
   say("viggle benchmarks%s: %d CPUs%s", QUICK and " (quick)" or "", NCPU, PINNED and ", servers on CPU 1, clients on CPU 0" or "")
   local F = facts()
@@ -1159,14 +1243,9 @@ local function main()
     stop_mock(m)
     m = nil
   end
-  local T = targets()
-  local plots = { sequential = plot_sequential(), many = plot_many(), download = plot_download() }
   R.seconds = socket.gettime() - t0
-  write_file(OUT .. "/results.json", cjson.encode(R))
-  local md = readme(F, T, plots)
-  local dest = QUICK and (OUT .. "/README.quick.md") or "bench/README.md"
-  if ONLY and not QUICK then dest = OUT .. "/README.partial.md" end
-  write_file(dest, md)
+  save_results()
+  local T, dest = finish(F)
   say("\n== Summary (%.0f s; full report: %s)", R.seconds, dest)
   for _, t in ipairs(T) do
     local verdict = t.met == nil and "not run" or t.met and "MET" or ("MISSED: " .. (t.by or ""))

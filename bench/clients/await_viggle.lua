@@ -3,6 +3,9 @@
 -- MODE await_all: c:await_all(ids, {interval = 0.5, concurrency = CONCURRENCY})
 -- MODE loop:      the plain loop of the API docs: one job after another, each
 --                 polled with c:status until it is final (CONCURRENCY unused)
+-- MODE pool:      CONCURRENCY tasks (viggle.spawn) that each take the next id
+--                 from a shared list and poll it with c:status until it is
+--                 final: a worker pool written with viggle's public primitives
 -- Prints jobs=N wall_s=X cpu_s=Y complete=C other=O (wall and CPU over the
 -- waiting only: os.clock is user+sys of this process). Peak RSS comes from
 -- /usr/bin/time around the whole process.
@@ -37,8 +40,29 @@ elseif mode == "loop" then
     if job and job.status == "complete" then complete = complete + 1 else other = other + 1 end
     if err then io.stderr:write(tostring(err), "\n") end
   end
+elseif mode == "pool" then
+  local results, next_i = {}, 1
+  local function worker()
+    while next_i <= #ids do
+      local i = next_i
+      next_i = next_i + 1
+      local job, err
+      while true do
+        job, err = c:status(ids[i])
+        if not job or TERMINAL[job.status] then break end
+        viggle.sleep(0.5)
+      end
+      results[i] = job or err
+    end
+  end
+  for _ = 1, math.min(concurrency, #ids) do viggle.spawn(worker) end
+  assert(viggle.run())
+  for i = 1, #ids do
+    local r = results[i]
+    if type(r) == "table" and r.status == "complete" then complete = complete + 1 else other = other + 1 end
+  end
 else
-  error("mode must be await_all or loop")
+  error("mode must be await_all, loop or pool")
 end
 local c1, w1 = os.clock(), viggle.now()
 print(string.format("jobs=%d wall_s=%.6f cpu_s=%.6f complete=%d other=%d", #ids, w1 - w0, c1 - c0, complete, other))
