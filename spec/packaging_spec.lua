@@ -7,7 +7,7 @@ local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
   local out = p:read("*a")
   p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), out
+  return tonumber(out:match("rc=(%d+)%s*$")), (out:gsub("rc=%d+%s*$", ""))
 end
 
 describe("rockspec/viggle-scm-1.rockspec", function()
