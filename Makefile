@@ -57,7 +57,8 @@ install: $(SO)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/viggle $(DESTDIR)$(LUA_SHAREDIR)/viggle $(DESTDIR)$(BINDIR)
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/viggle/core.so
 	install -m 0644 lua/viggle/*.lua $(DESTDIR)$(LUA_SHAREDIR)/viggle/
-	install -m 0755 bin/viggle $(DESTDIR)$(BINDIR)/viggle
+	sed '1s|.*|#!$(shell command -v $(LUA_BIN))|' bin/viggle > $(DESTDIR)$(BINDIR)/viggle
+	chmod 0755 $(DESTDIR)$(BINDIR)/viggle
 
 uninstall:
 	rm -rf $(DESTDIR)$(LUA_LIBDIR)/viggle $(DESTDIR)$(LUA_SHAREDIR)/viggle $(DESTDIR)$(BINDIR)/viggle
