@@ -1,5 +1,6 @@
 -- Many jobs with viggle: every job in IDS_FILE followed to its end.
---   lua5.4 bench/clients/await_viggle.lua MODE BASE_URL IDS_FILE CONCURRENCY [CA_FILE]
+--   lua5.4 bench/clients/await_viggle.lua MODE BASE_URL IDS_FILE CONCURRENCY [CA_FILE [MAX_HOST_CONNECTIONS]]
+-- MAX_HOST_CONNECTIONS: viggle.configure{max_host_connections = N} first.
 -- MODE await_all: c:await_all(ids, {interval = 0.5, concurrency = CONCURRENCY})
 -- MODE loop:      the plain loop of the API docs: one job after another, each
 --                 polled with c:status until it is final (CONCURRENCY unused)
@@ -14,6 +15,12 @@ package.cpath = "./build/5.4/?.so;" .. package.cpath
 local viggle = require("viggle")
 
 local mode, base, ids_file, concurrency, ca_file = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]
+local max_host = tonumber(arg[6])
+if ca_file == "" then ca_file = nil end
+if max_host then
+  if not viggle.configure then error("this viggle has no viggle.configure") end
+  viggle.configure({ max_host_connections = max_host })
+end
 local ids = {}
 for line in io.lines(ids_file) do
   if line ~= "" then ids[#ids + 1] = line end
