@@ -79,6 +79,7 @@ _M.Client = Client
 -- client never shows one.
 local secrets = setmetatable({}, { __mode = "k" })
 local api_headers = setmetatable({}, { __mode = "k" }) -- they hold the key too
+local get_specs = setmetatable({}, { __mode = "k" })   -- and so do these
 
 local DEFAULT_BASE_URL = "https://apis.viggle.ai"
 local TERMINAL = { complete = true, failed = true, cancelled = true }
@@ -230,33 +231,48 @@ function Client:_http(o)
     if o.json ~= false then headers[#headers + 1] = "Accept: application/json" end
   end
   local timeout = o.timeout or self.timeout
+  local connect_timeout = min(self.connect_timeout, timeout > 0 and timeout or self.connect_timeout)
+  local spec
+  if not o.url and not o.method and not o.output then
+    -- An API GET (a status poll): one table per client, refilled, read by
+    -- setup before anything can yield, so nothing is allocated per poll.
+    spec = get_specs[self]
+    if not spec then
+      spec = { headers = headers, user_agent = self.user_agent, ca_file = self.ca_file,
+               follow = not key }
+      get_specs[self] = spec
+    end
+    spec.url, spec.timeout, spec.connect_timeout = url, timeout, connect_timeout
+    spec.max_body = o.max_body or self.max_body
+  else
+    spec = {
+      url = url,
+      method = o.method,
+      headers = headers,
+      body = o.body,
+      form = o.form,
+      output = o.output,
+      append = o.append,
+      resume_from = o.resume_from,
+      timeout = timeout,
+      connect_timeout = connect_timeout,
+      low_speed_time = o.low_speed_time,
+      fresh_connect = o.method == "POST",
+      user_agent = self.user_agent,
+      ca_file = self.ca_file,
+      max_body = o.max_body or self.max_body,
+      -- A request that carries the key never follows a redirect anywhere.
+      follow = not (key and to_api),
+    }
+  end
   local r = loop.acquire()
-  local ok, msg, code = r:setup({
-    url = url,
-    method = o.method,
-    headers = headers,
-    body = o.body,
-    form = o.form,
-    output = o.output,
-    append = o.append,
-    resume_from = o.resume_from,
-    timeout = timeout,
-    connect_timeout = min(self.connect_timeout, timeout > 0 and timeout or self.connect_timeout),
-    low_speed_time = o.low_speed_time,
-    fresh_connect = o.method == "POST",
-    user_agent = self.user_agent,
-    ca_file = self.ca_file,
-    max_body = o.max_body or self.max_body,
-    -- A request that carries the key never follows a redirect anywhere.
-    follow = not (key and to_api),
-  })
+  local ok, msg, code = r:setup(spec)
   if not ok then
     loop.release(r)
     return nil, errors.from_transport(redact(self, msg), code, { job_id = o.job_id })
   end
   local tick = o.tick
   local res, tmsg, tcode = loop.transfer(r, tick and function() return tick(r) end)
-  if o.on_request then o.on_request(r) end
   loop.release(r)
   if not res then
     return nil, errors.from_transport(redact(self, tmsg), tcode, { job_id = o.job_id })
