@@ -32,6 +32,7 @@ build = {
     },
     ["viggle"] = "lua/viggle/init.lua",
     ["viggle.client"] = "lua/viggle/client.lua",
+    ["viggle.render"] = "lua/viggle/render.lua",
     ["viggle.errors"] = "lua/viggle/errors.lua",
     ["viggle.loop"] = "lua/viggle/loop.lua",
     ["viggle.heap"] = "lua/viggle/heap.lua",
