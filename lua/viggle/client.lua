@@ -312,15 +312,18 @@ local function backoff(attempt, base, cap, err)
 end
 _M.backoff = backoff
 
--- Runs `fn` again for retryable errors, at most `retries` more times.
-local function with_retries(retries, max_wait, fn)
+-- An API call made again for retryable errors, at most `retries` more
+-- times, waiting no more than `max_wait` seconds before one. Returns the
+-- decoded answer alone, or nil, err.
+local function api_with_retries(self, call, retries, max_wait)
   local attempt = 0
   while true do
-    local a, b = fn()
-    if a ~= nil or not b.retryable or attempt >= retries then return a, b end
+    local answer, err = self:_api(call)
+    if answer ~= nil then return answer end
+    if not err.retryable or attempt >= retries then return nil, err end
     attempt = attempt + 1
-    local wait = backoff(attempt, 0.25, 4, b)
-    if wait > max_wait then return a, b end
+    local wait = backoff(attempt, 0.25, 4, err)
+    if wait > max_wait then return nil, err end
     loop.sleep(wait)
   end
 end
@@ -344,19 +347,10 @@ function Client:status(job_id, opts)
   if opts ~= nil then opts = check_opts(opts, "status") end
   local path, err = _M.check_id(job_id)
   if not path then return nil, err end
-  local timeout, retries = opts and opts.timeout, opts and opts.retries or self.retries
-  local max_wait = opts and opts.max_retry_wait or 10
-  local call = { path = "/api/render/" .. path, job_id = job_id, timeout = timeout }
-  local attempt = 0
-  while true do
-    local job, e = self:_api(call)
-    if job then return check_job(job, job_id) end
-    if not e.retryable or attempt >= retries then return nil, e end
-    attempt = attempt + 1
-    local wait = backoff(attempt, 0.25, 4, e)
-    if wait > max_wait then return nil, e end
-    loop.sleep(wait)
-  end
+  local call = { path = "/api/render/" .. path, job_id = job_id, timeout = opts and opts.timeout }
+  local job, e = api_with_retries(self, call, opts and opts.retries or self.retries, opts and opts.max_retry_wait or 10)
+  if not job then return nil, e end
+  return check_job(job, job_id)
 end
 
 local function need_key(self)
@@ -392,12 +386,7 @@ function Client:credits(opts)
   opts = check_opts(opts, "credits")
   local err = need_key(self)
   if err then return nil, err end
-  local res
-  res, err = with_retries(opts.retries or self.retries, 10, function()
-    return self:_api({ path = "/api/credits", timeout = opts.timeout })
-  end)
-  if not res then return nil, err end
-  return res
+  return api_with_retries(self, { path = "/api/credits", timeout = opts.timeout }, opts.retries or self.retries, 10)
 end
 
 local new_follow -- defined with await below

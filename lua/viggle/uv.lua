@@ -45,10 +45,18 @@ function _M.install(uv, opts)
 
   local function ms(seconds) return math_max(0, floor(seconds * 1000 + 0.5)) end
 
-  local run_soon
+  local run_soon, apply
+
+  -- Tells libcurl about activity on fd (-1: its timer), wakes the tasks whose
+  -- transfers ended, and applies what libcurl asked for meanwhile.
+  local function act(fd, events)
+    local _, finished = m:socket_action(fd, events)
+    loop.dispatch(finished)
+    apply()
+  end
 
   -- Applies what libcurl asked for during the last call into it.
-  local function apply()
+  apply = function()
     local changes = m:changes()
     if changes then
       for i = 1, #changes, 2 do
@@ -65,12 +73,7 @@ function _M.install(uv, opts)
             p = uv.new_socket_poll(fd)
             polls[fd] = p
           end
-          p:start(what, function(err, events)
-            local ev = err and "e" or (events or "")
-            local _, finished = m:socket_action(fd, ev)
-            loop.dispatch(finished)
-            apply()
-          end)
+          p:start(what, function(err, events) act(fd, err and "e" or (events or "")) end)
         end
       end
     end
@@ -78,11 +81,7 @@ function _M.install(uv, opts)
     if changed then
       curl_timer:stop()
       if secs then
-        curl_timer:start(ms(secs), 0, function()
-          local _, finished = m:socket_action(-1)
-          loop.dispatch(finished)
-          apply()
-        end)
+        curl_timer:start(ms(secs), 0, function() act(-1) end)
       end
     end
   end
