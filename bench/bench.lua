@@ -12,8 +12,12 @@
 -- bench/out/ instead), keeps raw figures in bench/out/results.json, and prints
 -- a summary. Servers (a static nginx and the mock) are pinned to CPU 1 and
 -- clients to CPU 0 when the machine has two CPUs or more.
-package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./build/5.4/?.so;" .. package.cpath
+-- The library under test is the snapshot bench/run.sh took of lua/, bin/ and
+-- the built module (VIGGLE_BENCH_ROOT), so that edits made to the checkout
+-- during a run cannot mix two versions into one report.
+local LIB = os.getenv("VIGGLE_BENCH_ROOT") or "."
+package.path = LIB .. "/lua/?.lua;" .. LIB .. "/lua/?/init.lua;./?.lua;" .. package.path
+package.cpath = LIB .. "/build/5.4/?.so;" .. package.cpath
 
 local cjson = require("cjson")
 local socket = require("socket")
@@ -319,12 +323,16 @@ local function facts()
   f.hyperfine = trim(capture("hyperfine --version"))
   f.gcc = trim(capture("gcc --version | head -1"))
   f.viggle = core.version
-  f.commit = trim(capture("git rev-parse --short HEAD 2>/dev/null"))
-  local dirty = trim(capture("git status --porcelain -- lua csrc bin 2>/dev/null"))
-  if dirty ~= "" then
-    -- uncommitted changes to the library: name them by a hash of the diff
-    local sum = trim(capture("git diff HEAD -- lua csrc bin 2>/dev/null | sha1sum")):sub(1, 10)
-    f.commit = format("%s + uncommitted changes to lua/, csrc/ or bin/ (diff sha1 %s)", f.commit, sum)
+  -- which library: bench/run.sh names the snapshot it took (commit, plus a
+  -- hash of any uncommitted diff of lua/, csrc/, bin/)
+  f.commit = os.getenv("VIGGLE_BENCH_COMMIT")
+  if not f.commit or f.commit == "" then
+    f.commit = trim(capture("git rev-parse --short HEAD 2>/dev/null"))
+    local dirty = trim(capture("git status --porcelain -- lua csrc bin 2>/dev/null"))
+    if dirty ~= "" then
+      local sum = trim(capture("git diff HEAD -- lua csrc bin 2>/dev/null | sha1sum")):sub(1, 10)
+      f.commit = format("%s + uncommitted changes to lua/, csrc/ or bin/ (diff sha1 %s)", f.commit, sum)
+    end
   end
   f.date = os.date("!%Y-%m-%d %H:%M UTC")
   return f
@@ -711,7 +719,8 @@ local function scenario_startup(st)
   say("\n== 5. Start-up: one status call as a whole process (hyperfine, %d rounds of %d runs)", CFG.start_rounds,
     CFG.start_runs)
   local url = st.http .. "/api/render/" .. JOB
-  local check = capture(format("VIGGLE_BASE_URL=%s bin/viggle status %s 2>&1", st.http, JOB))
+  local viggle_bin = LIB .. "/bin/viggle"
+  local check = capture(format("VIGGLE_BASE_URL=%s %s status %s 2>&1", st.http, q(viggle_bin), JOB))
   if not check:find("complete", 1, true) then
     say("  bin/viggle status FAILED: %s", tail(check))
     R.scenarios[5] = { id = 5, title = "Start-up", error = "bin/viggle status failed: " .. tail(check) }
@@ -719,7 +728,7 @@ local function scenario_startup(st)
   end
   local cmds = {
     { key = "curl", name = "`curl -s URL`", ref = true, cmd = "curl -s " .. url },
-    { key = "viggle", name = "`bin/viggle status JOB`", viggle = true, cmd = "bin/viggle status " .. JOB },
+    { key = "viggle", name = "`bin/viggle status JOB`", viggle = true, cmd = viggle_bin .. " status " .. JOB },
     { key = "python", name = "Python: `import requests; requests.get(URL).json()`",
       cmd = format("/usr/bin/python3 -c \"import requests; requests.get('%s').json()\"", url) },
   }

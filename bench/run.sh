@@ -43,6 +43,20 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 make -s LUA=5.4 >/dev/null
+# A snapshot of the library under test (lua/, bin/, the built module): every
+# viggle client of this run loads it, so edits to the checkout during the run
+# cannot mix two versions into one report. It is named by the commit and, if
+# lua/, csrc/ or bin/ differ from it, a hash of that diff.
+snap=bench/out/snapshot
+rm -rf "$snap"
+mkdir -p "$snap/build/5.4/viggle"
+cp -R lua bin "$snap/"
+cp build/5.4/viggle/core.so "$snap/build/5.4/viggle/core.so"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain -- lua csrc bin 2>/dev/null)" ]; then
+  commit="$commit + uncommitted changes to lua/, csrc/ or bin/ (diff sha1 $(git diff HEAD -- lua csrc bin | sha1sum | cut -c1-10))"
+fi
+export VIGGLE_BENCH_ROOT="$PWD/$snap" VIGGLE_BENCH_COMMIT="$commit"
 CURL_FLAGS=$(pkg-config --cflags --libs libcurl)
 # shellcheck disable=SC2086
 gcc -O2 -Wall -Wextra -o bench/out/raw_curl bench/raw_curl.c $CURL_FLAGS

@@ -10,8 +10,10 @@
 -- Prints jobs=N wall_s=X cpu_s=Y complete=C other=O (wall and CPU over the
 -- waiting only: os.clock is user+sys of this process). Peak RSS comes from
 -- /usr/bin/time around the whole process.
-package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./build/5.4/?.so;" .. package.cpath
+-- the library under test: the snapshot bench/run.sh took (VIGGLE_BENCH_ROOT), else this checkout
+local root = os.getenv("VIGGLE_BENCH_ROOT") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
 local viggle = require("viggle")
 
 local mode, base, ids_file, concurrency, ca_file = arg[1], arg[2], arg[3], tonumber(arg[4]), arg[5]

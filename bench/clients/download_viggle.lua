@@ -1,8 +1,10 @@
 -- Download with viggle: c:download(url, path, {overwrite = true}).
 --   lua5.4 bench/clients/download_viggle.lua URL PATH
 -- Prints bytes=N wall_s=X cpu_s=Y (over the download only).
-package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./build/5.4/?.so;" .. package.cpath
+-- the library under test: the snapshot bench/run.sh took (VIGGLE_BENCH_ROOT), else this checkout
+local root = os.getenv("VIGGLE_BENCH_ROOT") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
 local viggle = require("viggle")
 
 local url, path = arg[1], arg[2]

@@ -2,8 +2,10 @@
 --   lua5.4 bench/clients/seq_viggle.lua BASE_URL JOB_ID CALLS WARMUP [CA_FILE]
 -- Prints calls=N cpu_s=X wall_s=Y (CPU: os.clock, user+sys of this process,
 -- over the timed calls only).
-package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./build/5.4/?.so;" .. package.cpath
+-- the library under test: the snapshot bench/run.sh took (VIGGLE_BENCH_ROOT), else this checkout
+local root = os.getenv("VIGGLE_BENCH_ROOT") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
 local viggle = require("viggle")
 
 local base, id = arg[1], arg[2]
