@@ -42,7 +42,7 @@ do
       i = i + 1
     elseif a == "-h" or a == "--help" then
       print("usage: bash bench/run.sh [--quick] [--only 1,2,3,4,5] [--replot]")
-      print("--replot: rewrite the README and plots from bench/out/results.json, running nothing")
+      print("--replot: rewrite bench/README.md and the plots from bench/out/results.json (the last full run)")
       os.exit(0)
     else
       io.stderr:write("bench: unknown argument " .. a .. "\n")
@@ -1181,14 +1181,13 @@ local function readme(F, T, plots)
       thousands(CFG.loop_direct))
     w("%d-job sample per run (wall and CPU × N/%d; RSS and connections as in the sample), since 10,000 jobs",
       CFG.loop_sample, CFG.loop_sample)
-    w("one after another take over 200 s. `viggle await_all` runs with `interval = 0.5` and the concurrency")
-    w("shown; concurrency %d is the largest that fits viggle's connection cache (the multi keeps %d", CONC_LOW, CONC_LOW)
-    w("connections), %d shows what happens above it. The raw libcurl multi (`bench/raw_multi.c`: %d handles in",
-      CONC_HIGH, CONC_HIGH)
+    w("one after another take over 200 s. `viggle await_all` runs with `interval = 0.5` and concurrency %d", CONC_LOW)
+    w("or %d (requests in flight at once); *connections* shows whether they were reused. The raw libcurl", CONC_HIGH)
+    w("multi (`bench/raw_multi.c`: %d handles in", CONC_HIGH)
     w("flight, `CURLMOPT_MAXCONNECTS` = %d, no JSON decoding) shows what the mock and libcurl allow; its", CONC_HIGH)
     w("second HTTP/2 row adds `CURLMOPT_MAX_HOST_CONNECTIONS` = %d. The *worker pool* row is not an API of", H2_HOST_CAP)
     w("viggle but a few lines over its public primitives (%d tasks, each taking the next id and polling it", CONC_LOW)
-    w("with `c:status`): it shows what a pool-shaped `await_all` would use. The %s targets are checked on",
+    w("with `c:status`), for comparison with `await_all` at the same concurrency. The %s targets are checked on",
       "10,000-job")
     w("the fastest `await_all` row of each protocol with the default settings; the row with")
     w("`viggle.configure{max_host_connections = %d}` (a documented knob: further requests queue in libcurl", H2_HOST_CAP)
@@ -1279,7 +1278,8 @@ local function readme(F, T, plots)
   w("bash bench/run.sh --replot   # rewrite this file and the plots from bench/out/results.json")
   w("```")
   w("")
-  w("Raw figures of the last run: `bench/out/results.json` (not committed). Clients: `bench/clients/`,")
+  w("Raw figures of the last full run: `bench/out/results.json` (not committed; quick and partial runs write")
+  w("`results-quick.json`, `results-partial.json`). Clients: `bench/clients/`,")
   w("`bench/raw_curl.c`, `bench/raw_multi.c`; the harness: `bench/bench.lua`; the diagnosis above:")
   w("`bench/notes.md` (hand-written). The machine is a shared 2-CPU VM: other work on it during a run shows")
   w("as spread, which is why every figure is a median of interleaved runs.")
@@ -1304,7 +1304,10 @@ local function save_results()
     for n in pairs(ONLY) do copy.only[#copy.only + 1] = n end
   end
   cjson.encode_invalid_numbers(true)
-  write_file(OUT .. "/results.json", cjson.encode(copy))
+  -- a quick or partial run keeps its figures apart: --replot rewrites the
+  -- committed README from the last full run only
+  local name = QUICK and "results-quick.json" or ONLY and "results-partial.json" or "results.json"
+  write_file(OUT .. "/" .. name, cjson.encode(copy))
 end
 
 local function load_results()

@@ -34,7 +34,8 @@ cleanup() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
     case "${prefix:-}" in
-      /tmp/viggle-mock.*|"${TMPDIR:-/tmp}"/viggle-mock.*|/dev/shm/viggle-bench.*|"$PWD"/bench/out/*) rm -rf "$prefix" ;;
+      /tmp/viggle-mock.*|"${TMPDIR:-/tmp}"/viggle-mock.*|/tmp/viggle-bench-lib.*|"${TMPDIR:-/tmp}"/viggle-bench-lib.*|\
+      /dev/shm/viggle-bench.*|"$PWD"/bench/out/*) rm -rf "$prefix" ;;
     esac
     rm -f "$f"
   done
@@ -47,8 +48,10 @@ make -s LUA=5.4 >/dev/null
 # viggle client of this run loads it, so edits to the checkout during the run
 # cannot mix two versions into one report. It is named by the commit and, if
 # lua/, csrc/ or bin/ differ from it, a hash of that diff.
-snap=bench/out/snapshot
-rm -rf "$snap"
+# (Outside the checkout, so that luacheck on bench/ never sees the copy.)
+rm -rf bench/out/snapshot
+snap=$(mktemp -d "${TMPDIR:-/tmp}/viggle-bench-lib.XXXXXXXX")
+echo "0 $snap" >bench/out/pids/snapshot
 mkdir -p "$snap/build/5.4/viggle"
 cp -R lua bin "$snap/"
 cp build/5.4/viggle/core.so "$snap/build/5.4/viggle/core.so"
@@ -56,7 +59,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain -- lua csrc bin 2>/dev/null)" ]; then
   commit="$commit + uncommitted changes to lua/, csrc/ or bin/ (diff sha1 $(git diff HEAD -- lua csrc bin | sha1sum | cut -c1-10))"
 fi
-export VIGGLE_BENCH_ROOT="$PWD/$snap" VIGGLE_BENCH_COMMIT="$commit"
+export VIGGLE_BENCH_ROOT="$snap" VIGGLE_BENCH_COMMIT="$commit"
 CURL_FLAGS=$(pkg-config --cflags --libs libcurl)
 # shellcheck disable=SC2086
 gcc -O2 -Wall -Wextra -o bench/out/raw_curl bench/raw_curl.c $CURL_FLAGS
