@@ -93,6 +93,7 @@ int vg_multi_new(lua_State *L) {
     return 3;
   }
   curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  m->max_host = max_host;
   if (max_host > 0) curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
   if (max_total > 0) curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
   /* libcurl's default cache is 4 connections per handle in the multi at the
@@ -277,6 +278,19 @@ static int multi_keep_connections(lua_State *L) {
   return 0;
 }
 
+/* m:max_host_connections([n]) -> the cap on connections to one host (0:
+   none); with n, sets it (transfers over the cap queue). */
+static int multi_max_host_connections(lua_State *L) {
+  vg_multi *m = checkmulti(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer n = luaL_checkinteger(L, 2);
+    m->max_host = n > 0 ? (long)n : 0L;
+    curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host);
+  }
+  lua_pushinteger(L, (lua_Integer)m->max_host);
+  return 1;
+}
+
 static int multi_count(lua_State *L) {
   vg_multi *m = checkmulti(L, 1);
   lua_pushinteger(L, m->count);
@@ -321,6 +335,7 @@ static const luaL_Reg multi_methods[] = {
   {"remove", multi_remove},
   {"count", multi_count},
   {"keep_connections", multi_keep_connections},
+  {"max_host_connections", multi_max_host_connections},
   {"close", multi_close},
   {NULL, NULL}
 };

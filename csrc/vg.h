@@ -61,6 +61,7 @@ typedef struct vg_multi {
   int count;
   int socket_mode;          /* driven by socket_action (host loops) */
   long max_connects;        /* size of the connection cache */
+  long max_host;            /* cap on connections to one host, 0: none */
   vg_sockchange *changes;   /* recorded by the socket callback */
   size_t nchanges, capchanges;
   long timer_ms;            /* recorded by the timer callback */

@@ -454,7 +454,10 @@ function Client:_poll(f, opts)
   if opts.limiter then opts.limiter:take() end
   local id = f.id
   local job, e = self:_api({ path = "/api/render/" .. f.path, job_id = id, timeout = min(self.timeout, left) })
-  if job then job, e = check_job(job, id) end
+  if job then
+    f.http2 = e.http_version == "2"
+    job, e = check_job(job, id)
+  end
   if job then
     f.failures = 0
     local on_progress = opts.on_progress
@@ -602,13 +605,40 @@ function Client:await_all(job_ids, opts)
   end
   local n = min(opts.concurrency or 32, due.n)
   loop.keep_connections(n)
-  local workers = {}
-  for k = 1, n do workers[k] = loop.spawn(worker) end
+  -- One poll goes first, alone: it tells whether the API speaks HTTP/2. If
+  -- so, the burst that follows is multiplexed over a few connections (about
+  -- 100 requests each, libcurl's default) instead of opening one per request.
+  -- A first answer slower than a quarter second holds the others no longer.
+  local workers, rest_started = {}, false
+  local function start_rest()
+    if rest_started then return end
+    rest_started = true
+    for k = 2, n do workers[k] = loop.spawn(worker) end
+  end
+  local watchdog = n > 1 and loop.spawn(function() loop.sleep(0.25) start_rest() end)
+  workers[1] = loop.spawn(function()
+    local first = due:peek()
+    if first and first[1] <= now() then
+      due:pop()
+      local final, job, err, wait = self:_poll(first, popts)
+      if first.http2 and not rest_started then loop.multiplexing(math.ceil(n / 100)) end
+      start_rest()
+      if final then
+        settle(first, job, err)
+      else
+        first[1] = now() + wait
+        due:push(first)
+      end
+    end
+    start_rest()
+    worker()
+  end)
   local failure
   for _, w in ipairs(workers) do
     local ok, err = w:join()
     if not ok then failure = failure or err end
   end
+  if watchdog then watchdog:cancel() end
   for i = 1, #job_ids do
     if results[i] == nil then
       results[i] = failure or E("cancelled", "not followed to the end", { job_id = job_ids[i] })

@@ -130,6 +130,19 @@ function _M.keep_connections(n)
   if d.multi then d.multi:keep_connections(n) end
 end
 
+--- Over HTTP/2 one connection carries many requests: caps the connections
+--- to a host at `n` for a burst of multiplexed polls, unless a cap was set
+--- (viggle.configure). Without it libcurl 7.88 opens a new connection for
+--- nearly every request of a burst once the first connection's streams are
+--- taken.
+---@param n integer
+---@return nil
+function _M.multiplexing(n)
+  local d = get_driver()
+  local m = d.multi
+  if m and m:max_host_connections() == 0 then m:max_host_connections(n) end
+end
+
 --- Replaces the driver (viggle.uv installs one). Only while nothing is in flight.
 ---@param d table|nil the driver; nil puts the built-in one back
 ---@return nil
