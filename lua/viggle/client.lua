@@ -639,6 +639,7 @@ function Client:await_all(job_ids, opts)
     if not ok then failure = failure or err end
   end
   if watchdog then watchdog:cancel() end
+  loop.multiplexing(0)
   for i = 1, #job_ids do
     if results[i] == nil then
       results[i] = failure or E("cancelled", "not followed to the end", { job_id = job_ids[i] })

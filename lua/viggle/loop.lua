@@ -77,6 +77,7 @@ end
 
 -- Options of the multis made from now on (see _M.configure).
 local multi_opts = {}
+local multiplex_cap -- the cap set by _M.multiplexing, if any
 
 -- The default driver: a multi in perform/poll mode, driven by step().
 local function default_driver()
@@ -135,12 +136,19 @@ end
 --- (viggle.configure). Without it libcurl 7.88 opens a new connection for
 --- nearly every request of a burst once the first connection's streams are
 --- taken.
+--- `n` = 0 lifts the cap again (only the one set here, never the user's).
 ---@param n integer
 ---@return nil
 function _M.multiplexing(n)
-  local d = get_driver()
-  local m = d.multi
-  if m and m:max_host_connections() == 0 then m:max_host_connections(n) end
+  local m = get_driver().multi
+  if not m then return end
+  if n > 0 and m:max_host_connections() == 0 then
+    m:max_host_connections(n)
+    multiplex_cap = n
+  elseif n == 0 and multiplex_cap and m:max_host_connections() == multiplex_cap then
+    m:max_host_connections(0)
+    multiplex_cap = nil
+  end
 end
 
 --- Replaces the driver (viggle.uv installs one). Only while nothing is in flight.
