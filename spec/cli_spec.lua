@@ -179,6 +179,24 @@ describe("the viggle CLI", function()
     assert.matches("cancelled job_k", out)
   end)
 
+  it("wait stops cleanly on Ctrl-C (SIGINT) with exit 130", function()
+    m:job({ id = "job_forever", outcome = "stuck" })
+    local cmd = string.format("cd '%s' && (VIGGLE_BASE_URL=%s %s bin/viggle wait --interval 0.05 job_forever "
+      .. ">%s/out 2>%s/err </dev/null & pid=$!; sleep 0.6; kill -INT $pid; wait $pid; echo $?)",
+      os.getenv("PWD"), m.base_url, INTERP, tmp, tmp)
+    local p = assert(io.popen(cmd))
+    local rc = tonumber(p:read("*a"))
+    p:close()
+    local f = assert(io.open(tmp .. "/err"))
+    local err = f:read("*a")
+    f:close()
+    assert.are.equal(130, rc)
+    assert.matches("viggle: interrupted", err)
+    f = assert(io.open(tmp .. "/out"))
+    assert.matches("job_forever +processing", f:read("*a"))
+    f:close()
+  end)
+
   it("never prints the API key, whatever the server says", function()
     m:job({ id = "job_leak" })
     m:fault({ match = "/api/render/job_leak", kind = "status", status = 400,
