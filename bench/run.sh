@@ -56,6 +56,8 @@ mkdir -p "$snap/build/5.4/viggle"
 cp -R lua bin "$snap/"
 cp build/5.4/viggle/core.so "$snap/build/5.4/viggle/core.so"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+lib_commit=$(git log -1 --format=%h -- lua csrc bin 2>/dev/null || true)
+[ -n "$lib_commit" ] && [ "$lib_commit" != "$commit" ] && commit="$commit (lua/, csrc/, bin/ last changed in $lib_commit)"
 if [ -n "$(git status --porcelain -- lua csrc bin 2>/dev/null)" ]; then
   commit="$commit + uncommitted changes to lua/, csrc/ or bin/ (diff sha1 $(git diff HEAD -- lua csrc bin | sha1sum | cut -c1-10))"
 fi
