@@ -611,14 +611,14 @@ function Client:await_all(job_ids, opts)
   -- One poll goes first, alone: it tells whether the API speaks HTTP/2. If
   -- so, the burst that follows is multiplexed over a few connections (about
   -- 100 requests each, libcurl's default) instead of opening one per request.
-  -- A first answer slower than a quarter second holds the others no longer.
+  -- A first answer slower than a second holds the others no longer.
   local workers, rest_started = {}, false
   local function start_rest()
     if rest_started then return end
     rest_started = true
     for k = 2, n do workers[k] = loop.spawn(worker) end
   end
-  local watchdog = n > 1 and loop.spawn(function() loop.sleep(0.25) start_rest() end)
+  local watchdog = n > 1 and loop.spawn(function() loop.sleep(1) start_rest() end)
   workers[1] = loop.spawn(function()
     local first = due:peek()
     if first and first[1] <= now() then
