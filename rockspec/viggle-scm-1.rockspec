@@ -39,6 +39,7 @@ build = {
     ["viggle.uv"] = "lua/viggle/uv.lua",
     ["viggle.nvim"] = "lua/viggle/nvim.lua",
     ["viggle.cli"] = "lua/viggle/cli.lua",
+    ["viggle.cli_help"] = "lua/viggle/cli_help.lua",
   },
   install = {
     bin = { viggle = "bin/viggle" },

@@ -12,92 +12,8 @@ local _M = {}
 local EXIT = { ok = 0, error = 1, usage = 2, failed = 3, cancelled = 4, timeout = 5, interrupted = 130 }
 _M.EXIT = EXIT
 
-local USAGE = [==[
-Usage: viggle COMMAND [OPTIONS] [ARGS]
-
-Follow and fetch Viggle renders from the shell.
-
-Commands:
-  status JOB_ID             show a job's status
-  wait JOB_ID...            follow jobs until they end, with live progress
-  render [OPTIONS]          start a render (upload files or give URLs)
-  cancel JOB_ID             cancel a job (its credits are refunded)
-  download JOB_ID|URL       download a finished video
-  credits                   show the account's credit balance
-  help [COMMAND]            show help for a command
-
-Environment:
-  VIGGLE_API_KEY            your API key (sk-...); never printed
-  VIGGLE_BASE_URL           the API (default https://apis.viggle.ai)
-
-Exit codes: 0 done, 1 error, 2 usage, 3 job failed, 4 job cancelled,
-5 timed out, 130 interrupted.
-Run 'viggle COMMAND --help' for a command's options.
-]==]
-
-local HELP = {
-  status = [==[
-Usage: viggle status JOB_ID [--json]
-
-Show a job's status, checkpoint, progress and video link.
-  --json        print the job as JSON (one object)
-]==],
-  wait = [==[
-Usage: viggle wait JOB_ID... [--interval S] [--timeout S] [--json] [--cancel-on-timeout]
-
-Follow one or more jobs until each is complete, failed or cancelled. On a
-terminal a live line per job shows status, checkpoint, a progress bar and the
-time elapsed; otherwise a line is printed whenever a job changes.
-  --interval S          seconds between polls of a job (default 3)
-  --timeout S           give up after S seconds in all (default 1800)
-  --cancel-on-timeout   cancel jobs still running at the deadline (refunds credits)
-  --rate N              at most N status requests per second in all
-  --json                print the final jobs as JSON, one object per line
-Exit code: 0 all complete, 3 a job failed, 4 a job was cancelled, 5 timed out, 1 other errors.
-]==],
-  render = [==[
-Usage: viggle render [OPTIONS] [--wait [-o FILE]]
-
-Start a render. A character (--image, --image-url or --character) and a
-motion (--video, --video-url or --scene) are needed.
-  --image FILE          character image (PNG/JPG), uploaded
-  --image-url URL       character image fetched by the server
-  --video FILE          motion video (MP4), uploaded
-  --video-url URL       motion video fetched by the server
-  --character ID        a ready character
-  --scene ID            a ready scene
-  --mapping JSON        multi-character mapping {"<segment uuid>": "<character id>"}
-  --model NAME          V4_Preview (default) or V3_Preview
-  --background MODE     original (default), solid, transparent
-  --bg-color R,G,B      solid background colour
-  --fast                2x speed at 2x credits
-  --wait                follow the job to the end (live progress)
-  -o, --output FILE     with --wait: download the video to FILE
-  --mask                with -o: download the alpha mask instead
-  --overwrite           replace FILE if it exists
-  --interval S, --timeout S, --cancel-on-timeout   as for 'viggle wait'
-  --json                print the job as JSON
-]==],
-  cancel = [==[
-Usage: viggle cancel JOB_ID
-
-Cancel a job; its credits are refunded.
-]==],
-  download = [==[
-Usage: viggle download JOB_ID|URL [-o FILE] [--mask] [--overwrite]
-
-Download a finished video (the job's cdn_url) with a progress bar. An
-interrupted download resumes from FILE.part when run again.
-  -o, --output FILE     where to write (default JOB_ID.mp4, or the URL's file name)
-  --mask                the alpha mask video (transparent renders)
-  --overwrite           replace FILE if it exists
-]==],
-  credits = [==[
-Usage: viggle credits [--json]
-
-Show the account's credit balance.
-]==],
-}
+-- The help texts live in viggle.cli_help, read only when asked for.
+local function help() return require("viggle.cli_help") end
 
 local OPTIONS = {
   status = { json = false },
@@ -410,7 +326,7 @@ end
 function _M.main(args)
   local cmd = args[1]
   if cmd == nil or cmd == "-h" or cmd == "--help" then
-    stdout:write(USAGE)
+    stdout:write(help().usage)
     return cmd and EXIT.ok or EXIT.usage
   end
   if cmd == "--version" or cmd == "version" then
@@ -419,15 +335,16 @@ function _M.main(args)
   end
   if cmd == "help" then
     local topic = args[2]
-    stdout:write(topic and HELP[topic] or USAGE)
-    return (topic == nil or HELP[topic]) and EXIT.ok or EXIT.usage
+    local h = help()
+    stdout:write(topic and h.commands[topic] or h.usage)
+    return (topic == nil or h.commands[topic]) and EXIT.ok or EXIT.usage
   end
   local run = commands[cmd]
   if not run then return usage_error("unknown command '" .. tostring(cmd) .. "'") end
   local opts, pos = parse(OPTIONS[cmd], args, 2)
   if not opts then return usage_error(pos, cmd) end
   if opts.help then
-    stdout:write(HELP[cmd])
+    stdout:write(help().commands[cmd])
     return EXIT.ok
   end
   local ok, code = pcall(run, opts, pos)
