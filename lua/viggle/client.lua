@@ -98,7 +98,6 @@ local function split_url(url)
   if port == "" then port = scheme == "https" and "443" or scheme == "http" and "80" or "" end
   return scheme, host:lower() .. ":" .. port, rest
 end
-_M.split_url = split_url
 
 local function origin(url)
   local scheme, hostport = split_url(url)
@@ -313,7 +312,6 @@ local function backoff(attempt, base, cap, err)
   if err and err.retry_after then return err.retry_after end
   return random() * min(cap, base * 2 ^ (attempt - 1))
 end
-_M.backoff = backoff
 
 -- An API call made again for retryable errors, at most `retries` more
 -- times, waiting no more than `max_wait` seconds before one. Returns the

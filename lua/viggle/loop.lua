@@ -440,9 +440,6 @@ function _M.run()
   return true
 end
 
---- Number of tasks not yet ended.
----@return integer
-function _M.live() return live end
 
 -- ---- task methods -----------------------------------------------------------
 
@@ -492,5 +489,4 @@ end
 function Task:state() return self.status end
 
 _M.Task = Task
-_M.CANCEL = CANCEL
 return _M
