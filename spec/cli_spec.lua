@@ -2,7 +2,8 @@
 local mock_server = require("spec.mock.server")
 local cjson = require("cjson")
 
-local INTERP = (type(jit) == "table") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+local support = require("spec.support")
+local INTERP = support.interp
 local KEY = "sk-test-valid"
 
 describe("the viggle CLI", function()
@@ -24,13 +25,7 @@ describe("the viggle CLI", function()
     local p = assert(io.popen(cmd))
     local rc = tonumber(p:read("*a"))
     p:close()
-    local function slurp(name)
-      local f = assert(io.open(tmp .. "/" .. name, "rb"))
-      local s = f:read("*a")
-      f:close()
-      return s
-    end
-    return rc, slurp("out"), slurp("err")
+    return rc, assert(support.read_file(tmp .. "/out")), assert(support.read_file(tmp .. "/err"))
   end
 
   it("prints usage with --help and for no command", function()

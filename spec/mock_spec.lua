@@ -6,24 +6,14 @@ local mock = require("spec.mock.server")
 
 local null = cjson.null
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local support = require("spec.support")
+local q, read_file = support.q, support.read_file
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
+-- shell(cmd) -> output, exit code
 local function shell(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"~rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("~rc=(%d+)%s*$"))
-  return out:gsub("~rc=%d+%s*$", ""), rc
+  local rc, out = support.sh(cmd)
+  return out, rc
 end
 
 local m -- the mock

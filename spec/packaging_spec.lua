@@ -1,14 +1,10 @@
 -- The rockspec: it names every module of the library, and Debian's luarocks
 -- builds and installs it for the interpreter running the specs.
-local INTERP = (type(jit) == "table") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+local support = require("spec.support")
+local INTERP = support.interp
 local ABI = _VERSION:match("%d+%.%d+")
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("*a")
-  p:close()
-  return tonumber(out:match("rc=(%d+)%s*$")), (out:gsub("rc=%d+%s*$", ""))
-end
+local sh = support.sh
 
 describe("rockspec/viggle-scm-1.rockspec", function()
   local spec = {}

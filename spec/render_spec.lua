@@ -5,12 +5,8 @@ local mock_server = require("spec.mock.server")
 
 local FILES = "spec/mock/files/"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local support = require("spec.support")
+local read = support.read_file
 
 local function md5_of(path)
   local p = assert(io.popen("md5sum " .. path))

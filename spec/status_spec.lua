@@ -314,7 +314,7 @@ describe("client:status", function()
     local f = assert(io.open(m.prefix .. "/env.lua", "w"))
     f:write(script)
     f:close()
-    local interp = (type(jit) == "table") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local interp = require("spec.support").interp
     local p = assert(io.popen("VIGGLE_BASE_URL=" .. m.base_url .. " " .. interp .. " " .. m.prefix .. "/env.lua"))
     local out = p:read("*a")
     p:close()

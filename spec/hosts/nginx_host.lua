@@ -13,24 +13,11 @@ local ROOT = (mock_server.dir:gsub("/spec/mock$", ""))
 local NGINX = os.getenv("VIGGLE_MOCK_NGINX") or "nginx"
 M.dir, M.root = HOSTS_DIR, ROOT
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("*a") or ""
-  p:close()
-  return s
-end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
-local function sleep(s) os.execute(string.format("sleep %.3f", s)) end
+local support = require("spec.support")
+local q, capture, read_file, sleep = support.q, support.capture, support.read_file, support.sleep
 
 local function is_alive(pid)
   local stat = read_file("/proc/" .. tostring(pid) .. "/stat")

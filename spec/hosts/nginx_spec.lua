@@ -13,11 +13,7 @@ local nginx_host = require("spec.hosts.nginx_host")
 
 local now, sleep, fmt = core.now, core.sleep, string.format
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = require("spec.support").exists
 
 local function ms(s) return fmt("%.1f ms", s * 1000) end
 

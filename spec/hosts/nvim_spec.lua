@@ -12,22 +12,10 @@ local ROOT = (mock_server.dir:gsub("/spec/mock$", ""))
 local NVIM = os.getenv("VIGGLE_NVIM") or "nvim"
 local JOBS = 20
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local support = require("spec.support")
+local q, read_file, capture = support.q, support.read_file, support.capture
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
-local function capture(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("*a")
-  p:close()
-  return s
-end
 
 describe("Neovim host (headless nvim, viggle.nvim on vim.loop)", function()
   local m, R, out, log
