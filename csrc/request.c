@@ -511,8 +511,7 @@ static int push_failure(lua_State *L, vg_request *r) {
 /* req:result() -> response table, or nil, message, code, curlcode.
    The table: status, body (nil when streamed to a file), bytes (what was
    written to the file), http_version, and headers when the status is not
-   2xx or the body was streamed (a successful API answer needs none: see
-   req:headers()). */
+   2xx or the body was streamed (a successful API answer needs none). */
 static int request_result(lua_State *L) {
   vg_request *r = vg_checkrequest(L, 1);
   long status = 0, version = 0;
@@ -535,13 +534,6 @@ static int request_result(lua_State *L) {
   lua_setfield(L, -2, "bytes");
   lua_pushstring(L, version == CURL_HTTP_VERSION_2_0 ? "2" : version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
   lua_setfield(L, -2, "http_version");
-  return 1;
-}
-
-/* req:headers() -> the last response's headers, {lowercase name = value}. */
-static int request_headers(lua_State *L) {
-  vg_request *r = vg_checkrequest(L, 1);
-  push_headers(L, &r->head);
   return 1;
 }
 
@@ -574,21 +566,6 @@ static int request_state(lua_State *L) {
   static const char *const names[] = {"idle", "ready", "running", "done", "closed"};
   vg_request *r = luaL_checkudata(L, 1, VG_REQUEST_MT);
   lua_pushstring(L, names[r->state]);
-  return 1;
-}
-
-/* req:info() -> connection facts for specs and benchmarks. */
-static int request_info(lua_State *L) {
-  vg_request *r = vg_checkrequest(L, 1);
-  long connects = 0;
-  double total = 0;
-  curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
-  curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &total);
-  lua_createtable(L, 0, 2);
-  lua_pushinteger(L, (lua_Integer)connects);
-  lua_setfield(L, -2, "new_connections");
-  lua_pushnumber(L, total);
-  lua_setfield(L, -2, "total_time");
   return 1;
 }
 
@@ -626,10 +603,8 @@ static const luaL_Reg request_methods[] = {
   {"setup", request_setup},
   {"perform", request_perform},
   {"result", request_result},
-  {"headers", request_headers},
   {"progress", request_progress},
   {"state", request_state},
-  {"info", request_info},
   {"close", request_close},
   {NULL, NULL}
 };

@@ -289,15 +289,6 @@ function _M.sleep(seconds)
   suspend(task)
 end
 
---- Suspends the current task until `wake(task)`; nil outside a task.
----@return any ... what wake passed
-function _M.suspend()
-  local task = _M.current()
-  if not task then return nil end
-  return suspend(task)
-end
-_M.wake = make_ready
-
 -- The private multi for transfers made outside tasks.
 local blocking_multi
 
