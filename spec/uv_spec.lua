@@ -51,8 +51,6 @@ describe("viggle.uv (luv host loop)", function()
     assert.are.equal(50 * 6, progress_calls)
     assert.is_true(ticks > 20, "ticks: " .. ticks)
     assert.is_true(worst < 0.1, string.format("largest gap between ticks: %.1f ms", worst * 1000))
-    print(string.format("\n# luv: 50 jobs in %.2f s, %d ticks, largest gap %.1f ms", core.now() - t0, ticks,
-      worst * 1000))
   end)
 
   it("sleeps in tasks on uv timers and reports a task's failure", function()

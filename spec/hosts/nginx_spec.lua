@@ -93,7 +93,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     local r = cjson.decode(body)
     assert.are.equal("ngx_status", r.job_id)
     assert.are.equal("queued", r.status)
-    print("\n# nginx: one status transfer to the mock (no delay) held the worker " .. ms(r.seconds))
   end)
 
   it("client:await: the waits between polls yield, /ping on the same worker answers in < 100 ms", function()
@@ -112,8 +111,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     local list, min_pause = polls(id)
     assert.is_true(#list >= 6 and #list <= 10, "polls: " .. #list)
     assert.is_true(min_pause > 0.17, "shortest pause between polls: " .. ms(min_pause))
-    print(fmt("\n# nginx: await of %.2f s, %d polls; %d pings meanwhile, slowest %s",
-      r.t_end - r.t_start, #list, #inside, ms(worst(inside))))
   end)
 
   it("client:await in several concurrent requests on the one worker: each completes, /ping stays fast", function()
@@ -159,10 +156,8 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     for _, p in ipairs(inside) do if p.latency < 0.05 then fast = fast + 1 end end
     assert.is_true(fast >= 3, "pings answered at once (during the sleeps): " .. fast)
     -- the sleep after a 0.2 s transfer is still the whole interval
-    local list, min_pause = polls(id)
+    local _, min_pause = polls(id)
     assert.is_true(min_pause > 0.17, "shortest pause between polls: " .. ms(min_pause))
-    print(fmt("\n# nginx: API delay 0.2 s: one transfer held the worker %s; during an await (%d polls) "
-      .. "%d pings, slowest %s, %d answered at once", ms(one.seconds), #list, #inside, ms(slowest), fast))
   end)
 
   it("the client's timeout bounds how long one transfer can hold the worker", function()
@@ -174,8 +169,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.is_true(#pings >= 1)
     local slowest = worst(pings)
     assert.is_true(slowest >= 0.15 and slowest < 0.3 + 0.1, "slowest /ping: " .. ms(slowest))
-    print(fmt("\n# nginx: a 3 s answer, client timeout 0.3 s: the worker was held %s, /ping waited up to %s",
-      ms(r.seconds), ms(slowest)))
   end)
 
   it("tasks inside one request: viggle.spawn + viggle.run, and await_all, work and their waits yield", function()
@@ -201,8 +194,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     -- nothing in the error log: no Lua error, and no "ngx.sleep(0) called without delayed events
     -- patch" warning (a scheduler wait shorter than nginx's 1 ms timer granularity)
     assert.are.equal("", h:error_log():sub(log_before + 1))
-    print(fmt("\n# nginx: 3 tasks in one request: %d pings, slowest %s; await_all: %d pings, slowest %s",
-      #inside, ms(worst(inside)), #ainside, ms(worst(ainside))))
   end)
 
   it("tasks of a second request on the same worker are refused with an error, and the worker lives", function()

@@ -95,9 +95,6 @@ describe("Neovim host (headless nvim, viggle.nvim on vim.loop)", function()
     assert.is_true(R.timer_ticks > 20, "ticks: " .. tostring(R.timer_ticks))
     assert.is_true(R.gap_await_all_ms < 100, string.format("largest gap during await_all: %.1f ms",
       R.gap_await_all_ms))
-    print(string.format("\n# nvim %s: %d jobs in %.2f s, largest 10 ms timer gap %.1f ms "
-      .. "(join outside a task: %.1f ms; blocking status outside a task, the control: %.1f ms)",
-      R.nvim_version, JOBS, R.await_all_seconds, R.gap_await_all_ms, R.gap_join_ms, R.gap_blocking_ms))
   end)
 
   it("the gap does see a stall: a status call outside any task blocks the loop for its transfer", function()
