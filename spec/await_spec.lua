@@ -334,11 +334,19 @@ describe("await_all over HTTP/2", function()
 
   it("multiplexes a burst over a few TLS connections instead of one per request", function()
     local c = assert(viggle.new({ base_url = m.tls_base_url, ca_file = m.ca_file }))
+    -- The first poll of a burst goes alone and tells whether the API speaks
+    -- HTTP/2; when it has not answered within a second (a fresh TLS handshake
+    -- under valgrind takes longer) the rest start without knowing, one
+    -- connection each. Following one job first leaves an HTTP/2 connection in
+    -- the pool: the burst's first poll then answers at once, however slow the
+    -- machine, and the count below does not depend on the timing.
+    local warm = m:job({ id = "h2warm" })
+    assert.are.equal("complete", assert(c:await_all({ warm }, { interval = 0.01 }))[1].status)
     local ids = m:jobs({ count = 300, id = "h2job" })
     local results, summary = c:await_all(ids, { interval = 0.01, concurrency = 300 })
     assert.are.equal(300, summary.complete)
     assert.are.equal(ids[300], results[300].job_id)
     local conns = m:connections("api")
-    assert.is_true(conns <= 4, "connections: " .. conns) -- one probe, then ceil(300 / 100)
+    assert.is_true(conns <= 4, "connections: " .. conns) -- the warm one, then ceil(300 / 100) at most
   end)
 end)
