@@ -309,8 +309,7 @@ describe("client:status", function()
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = %q .. package.cpath
       local job, err = require("viggle").status("job_env")
-      io.write(job and job.status or tostring(err))]], "./build/" .. ((type(jit) == "table") and "jit"
-      or _VERSION:match("%d+%.%d+")) .. "/?.so;")
+      io.write(job and job.status or tostring(err))]], require("spec.support").build_dir() .. "/?.so;")
     local f = assert(io.open(m.prefix .. "/env.lua", "w"))
     f:write(script)
     f:close()

@@ -13,7 +13,8 @@ local nginx_host = require("spec.hosts.nginx_host")
 
 local now, sleep, fmt = core.now, core.sleep, string.format
 
-local exists = require("spec.support").exists
+local support = require("spec.support")
+local exists = support.exists
 
 local function ms(s) return fmt("%.1f ms", s * 1000) end
 
@@ -21,7 +22,7 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
   local m, h
 
   setup(function()
-    assert(exists(nginx_host.root .. "/build/jit/viggle/core.so"), "build/jit/viggle/core.so is missing: make LUA=jit")
+    assert(exists(support.build_dir("jit") .. "/viggle/core.so"), "build/jit/viggle/core.so is missing: make LUA=jit")
     assert(exists("/usr/lib/nginx/modules/ngx_http_lua_module.so"), "the nginx Lua module is missing "
       .. "(Debian: libnginx-mod-http-lua)")
     m = assert(mock_server.start())

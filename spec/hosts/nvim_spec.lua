@@ -7,21 +7,18 @@ if type(jit) ~= "table" then return end
 
 local cjson = require("cjson")
 local mock_server = require("spec.mock.server")
-
-local ROOT = (mock_server.dir:gsub("/spec/mock$", ""))
-local NVIM = os.getenv("VIGGLE_NVIM") or "nvim"
-local JOBS = 20
-
 local support = require("spec.support")
 local q, read_file, capture = support.q, support.read_file, support.capture
 
-
+local ROOT, BUILD = support.root, support.build_dir("jit")
+local NVIM = os.getenv("VIGGLE_NVIM") or "nvim"
+local JOBS = 20
 
 describe("Neovim host (headless nvim, viggle.nvim on vim.loop)", function()
   local m, R, out, log
 
   setup(function()
-    assert(read_file(ROOT .. "/build/jit/viggle/core.so"), "build/jit/viggle/core.so is missing: run make LUA=jit")
+    assert(read_file(BUILD .. "/viggle/core.so"), "build/jit/viggle/core.so is missing: run make LUA=jit")
     assert(capture("command -v " .. NVIM):match("%S"), NVIM .. " not found (Debian package neovim)")
     m = assert(mock_server.start())
     m:config({ delay = 0.02 })
@@ -34,7 +31,8 @@ describe("Neovim host (headless nvim, viggle.nvim on vim.loop)", function()
     log = os.tmpname()
     os.remove(out)
     local env = table.concat({
-      "VIGGLE_ROOT=" .. q(ROOT), "VIGGLE_BASE_URL=" .. q(m.base_url), "VIGGLE_NVIM_OUT=" .. q(out),
+      "VIGGLE_ROOT=" .. q(ROOT), "VIGGLE_BUILD_DIR=" .. q(BUILD),
+      "VIGGLE_BASE_URL=" .. q(m.base_url), "VIGGLE_NVIM_OUT=" .. q(out),
       "VIGGLE_NVIM_IDS=" .. q(table.concat(ids, ",")), "VIGGLE_NVIM_JOIN_ID=" .. q(join_id),
       "VIGGLE_NVIM_STATUS_ID=" .. q(status_id), "VIGGLE_NVIM_SLOW_ID=" .. q(slow_id),
       "VIGGLE_API_KEY=",
