@@ -113,9 +113,8 @@ end
 
 local function md_escape(s) return (tostring(s):gsub("|", "\\|")) end
 
-local function readme(F, T, plots)
-  local L = {}
-  local function w(...) L[#L + 1] = format(...) end
+-- Each part of the README writes its lines through w (string.format).
+local function readme_head(w, F, T)
   w("# viggle benchmarks")
   w("")
   w("Written by `bash bench/run.sh`%s on %s, viggle %s at commit %s.",
@@ -157,6 +156,9 @@ local function readme(F, T, plots)
   w("TLS uses a throwaway CA made at start (`openssl`); every client verifies the server against it.")
   w("")
 
+end
+
+local function readme_seq(w, plots)
   -- scenarios 1 and 2
   for _, id in ipairs({ 1, 2 }) do
     local s = C.R.scenarios[id]
@@ -210,6 +212,9 @@ local function readme(F, T, plots)
     w("")
   end
 
+end
+
+local function readme_many(w, plots)
   -- scenario 3
   local s3 = C.R.scenarios[3]
   if s3 then
@@ -273,6 +278,9 @@ local function readme(F, T, plots)
     w("")
   end
 
+end
+
+local function readme_download(w, plots)
   -- scenario 4
   local s4 = C.R.scenarios[4]
   if s4 then
@@ -308,6 +316,9 @@ local function readme(F, T, plots)
     w("")
   end
 
+end
+
+local function readme_startup(w)
   -- scenario 5
   local s5 = C.R.scenarios[5]
   if s5 then
@@ -335,6 +346,9 @@ local function readme(F, T, plots)
     end
     w("")
   end
+end
+
+local function readme_tail(w, L)
   local notes = read_file("bench/notes.md")
   if notes and notes:find("%S") then
     w("## Why the misses: diagnosis")
@@ -357,6 +371,17 @@ local function readme(F, T, plots)
   w("`bench/raw_curl.c`, `bench/raw_multi.c`; the harness: `bench/bench.lua`; the diagnosis above:")
   w("`bench/notes.md` (hand-written). The machine is a shared 2-CPU VM: other work on it during a run shows")
   w("as spread, which is why every figure is a median of interleaved runs.")
+end
+
+local function readme(F, T, plots)
+  local L = {}
+  local function w(...) L[#L + 1] = format(...) end
+  readme_head(w, F, T)
+  readme_seq(w, plots)
+  readme_many(w, plots)
+  readme_download(w, plots)
+  readme_startup(w)
+  readme_tail(w, L)
   return concat(L, "\n") .. "\n"
 end
 

@@ -183,6 +183,41 @@ local function many_contenders(m)
   return list
 end
 
+-- The rows of scenario 3's tables, one table per size: the plain loops
+-- (measured, or extrapolated from a sample) and then the await_all contenders.
+local function many_rows(list, loops, samples, loop_samples, errors)
+  local tables = {}
+  for _, size in ipairs(C.cfg.many_sizes) do
+    local rows = {}
+    for _, c in ipairs(loops) do
+      local ls = loop_samples[c.key]
+      local row = { key = c.key, name = c.name, proto = "HTTP/1.1", conc = 1, ref = c.ref, error = errors[c.key] }
+      if size == C.cfg.loop_direct and #ls.direct > 0 then
+        row.st = contender_stats(ls.direct, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" })
+        row.measured = true
+      elseif #ls.sample > 0 then
+        local scaled = {}
+        for _, r in ipairs(ls.sample) do
+          scaled[#scaled + 1] = { wall_s = r.wall_s / C.cfg.loop_sample * size, cpu_s = r.cpu_s / C.cfg.loop_sample * size,
+                                  rss_kb = r.rss_kb, conns = r.conns, requests = size }
+        end
+        row.st = contender_stats(scaled, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" })
+        row.extrapolated = C.cfg.loop_sample
+      end
+      rows[#rows + 1] = row
+    end
+    for _, c in ipairs(list) do
+      local s = samples[c.key] and samples[c.key][size] or {}
+      rows[#rows + 1] = { key = c.key, name = c.name, proto = c.proto, conc = c.conc, viggle = c.viggle,
+        await_all = c.await_all, tuned = c.tuned,
+        error = (#s == 0) and errors[c.key] or nil, runs = #s,
+        st = contender_stats(s, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" }) }
+    end
+    tables[#tables + 1] = { size = size, rows = rows }
+  end
+  return tables
+end
+
 local function scenario_many(m)
   say("\n== 3. Many jobs, %g ms per answer (%d runs)", DELAY * 1000, C.cfg.many_runs)
   local list = many_contenders(m)
@@ -239,37 +274,8 @@ local function scenario_many(m)
       end
     end
   end
-  -- rows per size
-  local tables = {}
-  for _, size in ipairs(C.cfg.many_sizes) do
-    local rows = {}
-    for _, c in ipairs(loops) do
-      local ls = loop_samples[c.key]
-      local row = { key = c.key, name = c.name, proto = "HTTP/1.1", conc = 1, ref = c.ref, error = errors[c.key] }
-      if size == C.cfg.loop_direct and #ls.direct > 0 then
-        row.st = contender_stats(ls.direct, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" })
-        row.measured = true
-      elseif #ls.sample > 0 then
-        local scaled = {}
-        for _, r in ipairs(ls.sample) do
-          scaled[#scaled + 1] = { wall_s = r.wall_s / C.cfg.loop_sample * size, cpu_s = r.cpu_s / C.cfg.loop_sample * size,
-                                  rss_kb = r.rss_kb, conns = r.conns, requests = size }
-        end
-        row.st = contender_stats(scaled, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" })
-        row.extrapolated = C.cfg.loop_sample
-      end
-      rows[#rows + 1] = row
-    end
-    for _, c in ipairs(list) do
-      local s = samples[c.key] and samples[c.key][size] or {}
-      rows[#rows + 1] = { key = c.key, name = c.name, proto = c.proto, conc = c.conc, viggle = c.viggle,
-        await_all = c.await_all, tuned = c.tuned,
-        error = (#s == 0) and errors[c.key] or nil, runs = #s,
-        st = contender_stats(s, { "wall_s", "cpu_s", "rss_kb", "conns", "requests" }) }
-    end
-    tables[#tables + 1] = { size = size, rows = rows }
-  end
-  C.R.scenarios[3] = { id = 3, title = "Many jobs", tables = tables, delay = DELAY }
+  C.R.scenarios[3] = { id = 3, title = "Many jobs", delay = DELAY,
+    tables = many_rows(list, loops, samples, loop_samples, errors) }
 end
 
 -- ---------------------------------------------------------------------------
