@@ -57,6 +57,43 @@ describe("the scheduler", function()
     end)
   end)
 
+  describe("the HTTP/2 connection cap of a burst (loop.multiplexing)", function()
+    local loop = require("viggle.loop")
+    after_each(function() viggle.configure({}) end)
+
+    -- 10 status calls at once in tasks; the connections the mock saw
+    local function burst()
+      m:reset()
+      m:config({ delay = 0.05 })
+      local ids = m:jobs({ count = 10, id = "mux" })
+      for _, id in ipairs(ids) do viggle.spawn(function() assert(c:status(id)) end) end
+      assert.is_true(viggle.run())
+      return m:connections("api")
+    end
+
+    it("belongs to its holders: it is lifted when the last one releases it, not the first", function()
+      local release_a = loop.multiplexing(2)
+      local release_b = loop.multiplexing(2)
+      release_a()
+      release_a() -- a second call does nothing
+      local held = burst()
+      assert.is_true(held <= 2, "connections while one holder remains: " .. held)
+      release_b()
+      local free = burst()
+      assert.is_true(free > 2, "connections once every holder released: " .. free)
+    end)
+
+    it("never replaces a cap set with viggle.configure, nor lifts it", function()
+      viggle.configure({ max_host_connections = 4 })
+      local release = loop.multiplexing(1)
+      local conns = burst()
+      assert.is_true(conns > 1 and conns <= 4, "connections: " .. conns)
+      release()
+      conns = burst()
+      assert.is_true(conns > 1 and conns <= 4, "connections: " .. conns)
+    end)
+  end)
+
   describe("re-entrance", function()
     it("viggle.step inside a task's callback raises a clear misuse error and corrupts nothing", function()
       m:config({ cdn_delay = 0.5 }) -- the download's progress tick comes before it ends
