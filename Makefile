@@ -32,7 +32,7 @@ LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all test test-one test-all lint install uninstall clean mock demo bench valgrind asan
+.PHONY: all test test-one test-all lint install uninstall clean mock demo bench valgrind asan fuzz
 
 all: $(SO)
 
@@ -81,3 +81,8 @@ valgrind: $(SO)
 
 asan:
 	@bash tools/memcheck.sh asan
+
+# libFuzzer harnesses (fuzz/), each run FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)

@@ -31,7 +31,9 @@
    NULL; *n is its length. */
 static const char *header_value(const vg_buf *h, const char *name, size_t *n) {
   size_t k = strlen(name);
-  const char *p = h->data, *end = h->data + h->len;
+  const char *p = h->data, *end;
+  if (p == NULL) return NULL;
+  end = p + h->len;
   while (p != NULL && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p)), *ve = eol ? eol : end;
     if ((size_t)(ve - p) > k && p[k] == ':' && strncasecmp(p, name, k) == 0) {
@@ -53,9 +55,13 @@ static int start_file(vg_request *r, long code) {
   size_t n = 0;
   const char *v;
   if (code == 206) {
+    curl_off_t start = 0;
+    size_t i = 6;
     v = header_value(&r->head, "content-range", &n);
-    if (v == NULL || n < 6 || strncasecmp(v, "bytes ", 6) != 0 ||
-        strtoll(v + 6, NULL, 10) != (long long)r->range_from) {
+    if (v == NULL || n < 7 || strncasecmp(v, "bytes ", 6) != 0) i = n; /* no start: bad */
+    for (; i < n && v[i] >= '0' && v[i] <= '9' && start <= r->range_from; i++)
+      start = start * 10 + (v[i] - '0'); /* the buffer has no NUL: no strtoll */
+    if (v == NULL || i == 6 || i >= n || v[i] != '-' || start != r->range_from) {
       r->range_bad = 1;
       return -1;
     }
@@ -597,8 +603,10 @@ static void push_lower(lua_State *L, const char *s, size_t n) {
 /* Parses the kept header block into t[lowercase name] = value. A repeated
    header is joined with ", " as HTTP allows. */
 static void push_headers(lua_State *L, const vg_buf *h) {
-  const char *p = h->data, *end = h->data + h->len;
+  const char *p = h->data, *end;
   lua_newtable(L);
+  if (p == NULL) return; /* no header yet (NULL + 0 is undefined in C) */
+  end = p + h->len;
   while (p != NULL && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = eol ? eol : end, *colon;
