@@ -178,9 +178,14 @@ end
 
 -- ---- download ----------------------------------------------------------------
 
-local function pick_url(job, mask)
-  if mask then return job.mask_cdn_url end
-  return job.cdn_url or job.download_url
+-- The link of a job's video (or mask), or nil, err when it has none.
+local function link_of(job, job_id, mask)
+  local url = mask and job.mask_cdn_url or not mask and (job.cdn_url or job.download_url)
+  if url then return url end
+  if mask then
+    return nil, E("invalid_argument", "the job has no mask_cdn_url (only transparent renders have one)", { job_id = job_id })
+  end
+  return nil, E("invalid_argument", format("the job is %s: it has no video yet", tostring(job.status)), { job_id = job_id })
 end
 
 -- The length the answer promised for the whole file, or nil when it named
@@ -229,6 +234,53 @@ local function check_complete(part, res, job_id)
   return size, expected or size
 end
 
+-- The transfers of one download into its locked part: restarts, one link
+-- refresh, the checks, the rename. Returns path, info or nil, err.
+local function download_into(self, part, path, url, job_id, opts)
+  local progress, cb_err = nil, nil
+  if opts.on_progress then
+    progress = function(got, total)
+      cb_err = call_back(opts.on_progress, "on_progress", job_id, got, total)
+      return cb_err == nil
+    end
+  end
+  local refreshed, restarted = false, false
+  while true do
+    local offset = (opts.resume ~= false and part:validator() and part:size()) or 0
+    if offset == 0 then part:reset() end -- bytes with no validator cannot be trusted
+    local res, err = fetch(self, part, url, offset, opts, job_id, progress)
+    if cb_err then return nil, cb_err end
+    if not res then
+      if err.code ~= "RANGE_ERROR" or restarted then return nil, err end
+      part:reset() -- a 206 that does not start where asked: start over
+      restarted = true
+    elseif res.status == 416 and not restarted then
+      part:reset()
+      restarted = true
+    elseif (res.status == 403 or res.status == 404) and job_id and not refreshed then
+      refreshed = true -- an expired link: a fresh status gives a fresh one
+      local job
+      job, err = self:status(job_id)
+      if job then url, err = link_of(job, job_id, opts.mask) end
+      if not url then return nil, err end
+    elseif res.status < 200 or res.status >= 300 then
+      err = errors.from_http(res, nil, { job_id = job_id })
+      if res.status == 403 or res.status == 404 then
+        err.kind = "http"
+        err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
+      end
+      return nil, err
+    else
+      local size, total = check_complete(part, res, job_id)
+      if not size then return nil, total end
+      if progress and not progress(size, total) then return nil, cb_err end
+      local ok, cerr, ccode = part:commit()
+      if not ok then return nil, E("io", "cannot move the download into place: " .. cerr, { code = ccode, job_id = job_id }) end
+      return path, { bytes = size, total = total, resumed_from = res.status == 206 and offset or 0, url = url }
+    end
+  end
+end
+
 --- Downloads a finished video to `path`. `target`: a job table, a job id, or
 --- a URL. Streams to `path .. ".part"` (never through a symbolic link, locked
 --- against a second downloader) and renames on success (path never holds a
@@ -261,16 +313,10 @@ function _M.download(self, target, path, opts)
   else
     error("bad argument #1 to 'download' (job table, job id or URL expected)", 2)
   end
-  local function from_job()
-    url = pick_url(job, opts.mask)
-    if url then return true end
-    if opts.mask then
-      err = E("invalid_argument", "the job has no mask_cdn_url (only transparent renders have one)", { job_id = job_id })
-    else
-      err = E("invalid_argument", format("the job is %s: it has no video yet", tostring(job.status)), { job_id = job_id })
-    end
+  if job then
+    url, err = link_of(job, job_id, opts.mask)
+    if not url then return nil, err end
   end
-  if job and not from_job() then return nil, err end
   local scheme = split_url(url)
   if scheme ~= "http" and scheme ~= "https" then
     return nil, E("invalid_argument", "refusing to download a non-http(s) URL: " .. quote(url), { job_id = job_id })
@@ -282,51 +328,10 @@ function _M.download(self, target, path, opts)
     end
     return nil, E("io", perr, { code = pcode, job_id = job_id })
   end
-  local on_progress, cb_err = opts.on_progress, nil
-  local progress = on_progress and function(got, total)
-    cb_err = call_back(on_progress, "on_progress", job_id, got, total)
-    return cb_err == nil
-  end
-  local function fail(e)
-    if part:size() == 0 then part:remove() end
-    part:close()
-    return nil, e
-  end
-  local refreshed, restarted = false, false
-  while true do
-    local offset = (opts.resume ~= false and part:validator() and part:size()) or 0
-    if offset == 0 then part:reset() end -- bytes with no validator cannot be trusted
-    local res
-    res, err = fetch(self, part, url, offset, opts, job_id, progress)
-    if cb_err then return fail(cb_err) end
-    if not res then
-      if err.code ~= "RANGE_ERROR" or restarted then return fail(err) end
-      part:reset() -- a 206 that does not start where asked: start over
-      restarted = true
-    elseif res.status == 416 and not restarted then
-      part:reset()
-      restarted = true
-    elseif (res.status == 403 or res.status == 404) and job_id and not refreshed then
-      refreshed = true -- an expired link: a fresh status gives a fresh one
-      job, err = self:status(job_id)
-      if not job or not from_job() then return fail(err) end
-    elseif res.status < 200 or res.status >= 300 then
-      err = errors.from_http(res, nil, { job_id = job_id })
-      if res.status == 403 or res.status == 404 then
-        err.kind = "http"
-        err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
-      end
-      return fail(err)
-    else
-      local size, total = check_complete(part, res, job_id)
-      if not size then return fail(total) end
-      if progress and not progress(size, total) then return fail(cb_err) end
-      local ok, cerr, ccode = part:commit()
-      part:close()
-      if not ok then return nil, E("io", "cannot move the download into place: " .. cerr, { code = ccode, job_id = job_id }) end
-      return path, { bytes = size, total = total, resumed_from = res.status == 206 and offset or 0, url = url }
-    end
-  end
+  local done, info = download_into(self, part, path, url, job_id, opts)
+  if not done and part:size() == 0 then part:remove() end -- no empty .part left behind
+  part:close()
+  return done, info
 end
 
 --- Render, await and (with opts.output) download in one call. Options: those
