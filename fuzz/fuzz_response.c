@@ -8,9 +8,8 @@
  *
  * request.c is included, not linked, to reach its static functions.
  */
-#include <lualib.h>
-
 #include "../csrc/request.c"
+#include "harness.h"
 
 static lua_State *L;
 
@@ -22,27 +21,11 @@ static const char *const driver =
   "local e = errors.from_http(res, decoded, { job_id = 'job_fuzz' })\n"
   "assert(errors.is(e) and type(tostring(e)) == 'string')\n";
 
-static void init(void) {
-  L = luaL_newstate();
-  luaL_openlibs(L);
-  luaL_dostring(L, "package.path = './lua/?.lua;' .. package.path");
-  luaL_requiref(L, "viggle.core", luaopen_viggle_core, 0);
-  lua_setglobal(L, "core");
-  if (luaL_loadstring(L, driver) != LUA_OK) abort();
-  lua_setglobal(L, "driver");
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "viggle.errors");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) abort();
-  lua_setglobal(L, "errors");
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *s = (const char *)data, *end = s + size, *p = s;
   vg_request r;
   long status = 0;
-  if (L == NULL) init();
+  if (L == NULL) L = fuzz_lua(driver, "viggle.errors", "errors");
   memset(&r, 0, sizeof r);
   r.out = -1;
   /* header lines until an empty one, as libcurl hands them over */
@@ -65,10 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_pushinteger(L, status < 100 || status > 999 ? 500 : status);
   push_headers(L, &r.head);
   lua_pushlstring(L, p, (size_t)(end - p));
-  if (lua_pcall(L, 5, 0, 0) != LUA_OK) {
-    fprintf(stderr, "Lua error: %s\n", lua_tostring(L, -1));
-    abort(); /* a hostile answer must never raise */
-  }
+  fuzz_call(L, 5); /* a hostile answer must never raise */
   vg_buf_free(&r.head);
   vg_buf_free(&r.body);
   return 0;
