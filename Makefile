@@ -24,15 +24,15 @@ SANFLAGS ?=
 
 BUILD := build/$(LUA)
 SO := $(BUILD)/viggle/core.so
-SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/json.c
-HDRS := csrc/vg.h csrc/vg_compat.h
+SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c
+HDRS := csrc/vg.h csrc/vg_compat.h csrc/buf.h
 
 PREFIX ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan fuzz
 
 all: $(SO)
 
@@ -85,3 +85,8 @@ valgrind: $(SO)
 
 asan:
 	@bash tools/memcheck.sh asan
+
+# libFuzzer harnesses (fuzz/), each run FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)

@@ -26,7 +26,8 @@ build = {
   type = "builtin",
   modules = {
     ["viggle.core"] = {
-      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/json.c" },
+      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/part.c", "csrc/json.c", "csrc/buf.c",
+                  "csrc/error.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m" },
     },

@@ -2,6 +2,7 @@
 # Installs the Debian packages viggle needs, when they are missing.
 #   tools/deps.sh          build + test + demo (every interpreter, the mock server)
 #   tools/deps.sh bench    also the peers the benchmarks compare against
+#   tools/deps.sh fuzz     also clang and its libFuzzer runtime (make fuzz)
 # LuaJIT comes from luajit2/libluajit2-5.1-dev: the plain luajit packages would
 # make apt remove the nginx Lua module the mock server runs on.
 set -euo pipefail
@@ -15,6 +16,9 @@ pkgs=(
 )
 if [ "${1:-}" = bench ]; then
   pkgs+=(lua-socket lua-sec python3-requests gnuplot-nox hyperfine time openssl)
+fi
+if [ "${1:-}" = fuzz ]; then
+  pkgs+=(clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

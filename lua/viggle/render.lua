@@ -173,22 +173,113 @@ end
 
 -- ---- download ----------------------------------------------------------------
 
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
+-- The link of a job's video (or mask), or nil, err when it has none.
+local function link_of(job, job_id, mask)
+  local url = mask and job.mask_cdn_url or not mask and (job.cdn_url or job.download_url)
+  if url then return url end
+  if mask then
+    return nil, E("invalid_argument", "the job has no mask_cdn_url (only transparent renders have one)", { job_id = job_id })
+  end
+  return nil, E("invalid_argument", format("the job is %s: it has no video yet", tostring(job.status)), { job_id = job_id })
 end
 
-local function pick_url(job, mask)
-  if mask then return job.mask_cdn_url end
-  return job.cdn_url or job.download_url
+-- The length the answer promised for the whole file, or nil when it named
+-- none; and whether its end was a clean one (a chunked or HTTP/2 body ends
+-- with a marker libcurl checks; a body without a length that ends when the
+-- connection closes may have been cut anywhere).
+local function promised_length(res)
+  local h = res.headers
+  if res.status == 206 then
+    return h["content-range"] and tonumber(h["content-range"]:match("/(%d+)%s*$")), false
+  end
+  local chunked = (h["transfer-encoding"] or ""):lower():find("chunked", 1, true) ~= nil
+  return tonumber(h["content-length"]), chunked or res.http_version == "2"
 end
 
---- client:download (see client.lua): streams to `path .. ".part"` and
---- renames on success; resumes a .part with Range; checks the length; fetches
---- a fresh link once when a job's link has expired (403/404).
+-- One download into the locked part, from `offset` (a validated resume) or
+-- from zero; returns what the transfer answered.
+local function fetch(self, part, url, offset, opts, job_id, progress)
+  return http.exchange(self, {
+    url = url, output = part, resume_from = offset, json = false,
+    timeout = opts.timeout or 0, low_speed_time = opts.stall_timeout or D.stall_timeout, max_body = 0, job_id = job_id,
+    tick = progress and function(r)
+      local got, total = r:progress()
+      return progress(offset + got, total >= 0 and offset + total or nil)
+    end or nil,
+  })
+end
+
+-- A finished 2xx transfer: the bytes on disk are the whole file, or an error.
+local function check_complete(part, res, job_id)
+  local size = part:size()
+  local expected, clean_end = promised_length(res)
+  local function incomplete(msg)
+    return nil, E("network", msg .. " (run again to resume)", { job_id = job_id, retryable = true, status = res.status })
+  end
+  if size == 0 then
+    return nil, E("http", format("the server sent an empty file (HTTP %d)", res.status),
+      { job_id = job_id, retryable = true, status = res.status })
+  end
+  if expected and size ~= expected then
+    return incomplete(format("download incomplete: %d of %d bytes", size, expected))
+  end
+  if not expected and not clean_end then
+    return incomplete(format("download unverifiable: the server sent no length and closed the connection after %d bytes", size))
+  end
+  return size, expected or size
+end
+
+-- The transfers of one download into its locked part: restarts, one link
+-- refresh, the checks, the rename. Returns path, info or nil, err.
+local function download_into(self, part, path, url, job_id, opts)
+  local progress, cb_err = nil, nil
+  if opts.on_progress then
+    progress = function(got, total)
+      cb_err = call_back(opts.on_progress, "on_progress", job_id, got, total)
+      return cb_err == nil
+    end
+  end
+  local refreshed, restarted = false, false
+  while true do
+    local offset = (opts.resume ~= false and part:validator() and part:size()) or 0
+    if offset == 0 then part:reset() end -- bytes with no validator cannot be trusted
+    local res, err = fetch(self, part, url, offset, opts, job_id, progress)
+    if cb_err then return nil, cb_err end
+    if not res then
+      if err.code ~= "RANGE_ERROR" or restarted then return nil, err end
+      part:reset() -- a 206 that does not start where asked: start over
+      restarted = true
+    elseif res.status == 416 and not restarted then
+      part:reset()
+      restarted = true
+    elseif (res.status == 403 or res.status == 404) and job_id and not refreshed then
+      refreshed = true -- an expired link: a fresh status gives a fresh one
+      local job
+      job, err = self:status(job_id)
+      if job then url, err = link_of(job, job_id, opts.mask) end
+      if not url then return nil, err end
+    elseif res.status < 200 or res.status >= 300 then
+      err = errors.from_http(res, nil, { job_id = job_id })
+      if res.status == 403 or res.status == 404 then
+        err.kind = "http"
+        err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
+      end
+      return nil, err
+    else
+      local size, total = check_complete(part, res, job_id)
+      if not size then return nil, total end
+      if progress and not progress(size, total) then return nil, cb_err end
+      local ok, cerr, ccode = part:commit()
+      if not ok then return nil, E("io", "cannot move the download into place: " .. cerr, { code = ccode, job_id = job_id }) end
+      return path, { bytes = size, total = total, resumed_from = res.status == 206 and offset or 0, url = url }
+    end
+  end
+end
+
+--- client:download (see client.lua): streams to `path .. ".part"` (never
+--- through a link, locked against a second downloader) and renames on
+--- success; resumes a .part only when its validator still matches (If-Range);
+--- checks the length; fetches a fresh link once when a job's link has expired.
 ---@param target table|string a job table, a job id, or a URL
 ---@param path string where the video goes
 ---@param opts viggle.DownloadOptions|nil
@@ -210,81 +301,25 @@ function _M.download(self, target, path, opts)
   else
     error("bad argument #1 to 'download' (job table, job id or URL expected)", 2)
   end
-  local function from_job()
-    url = pick_url(job, opts.mask)
-    if url then return true end
-    if opts.mask then
-      err = E("invalid_argument", "the job has no mask_cdn_url (only transparent renders have one)", { job_id = job_id })
-    else
-      err = E("invalid_argument", format("the job is %s: it has no video yet", tostring(job.status)), { job_id = job_id })
-    end
+  if job then
+    url, err = link_of(job, job_id, opts.mask)
+    if not url then return nil, err end
   end
-  if job and not from_job() then return nil, err end
   local scheme = split_url(url)
   if scheme ~= "http" and scheme ~= "https" then
     return nil, E("invalid_argument", "refusing to download a non-http(s) URL: " .. quote(url), { job_id = job_id })
   end
-  if not opts.overwrite and file_size(path) then
-    return nil, E("invalid_argument", path .. " exists (pass overwrite = true to replace it)", { job_id = job_id })
-  end
-  local part = path .. ".part"
-  local on_progress, cb_err = opts.on_progress, nil
-  local refreshed, restarted = false, false
-  while true do
-    local offset = (opts.resume ~= false and file_size(part)) or 0
-    local res
-    res, err = http.exchange(self, {
-      url = url, output = part, append = offset > 0, resume_from = offset, json = false,
-      timeout = opts.timeout or 0, low_speed_time = opts.stall_timeout or 60, max_body = 0, job_id = job_id,
-      tick = on_progress and function(r)
-        local got, total = r:progress()
-        cb_err = call_back(on_progress, "on_progress", job_id, offset + got, total >= 0 and offset + total or nil)
-        return cb_err == nil
-      end or nil,
-    })
-    if cb_err then return nil, cb_err end
-    if not res then
-      if err.code == "RANGE_ERROR" and not restarted then -- the server cannot resume: start over
-        os.remove(part)
-        restarted = true
-      else
-        return nil, err
-      end
-    elseif res.status == 416 and not restarted then
-      os.remove(part)
-      restarted = true
-    elseif (res.status == 403 or res.status == 404) and job_id and not refreshed then
-      refreshed = true -- an expired link: a fresh status gives a fresh one
-      job, err = self:status(job_id)
-      if not job then return nil, err end
-      if not from_job() then return nil, err end
-    elseif res.status < 200 or res.status >= 300 then
-      if offset == 0 then os.remove(part) end
-      err = errors.from_http(res, nil, { job_id = job_id })
-      if res.status == 403 or res.status == 404 then
-        err.kind = "http"
-        err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
-      end
-      return nil, err
-    else
-      local size = file_size(part) or 0
-      local length = tonumber(res.headers["content-length"])
-      local whole = res.headers["content-range"] and tonumber(res.headers["content-range"]:match("/(%d+)%s*$"))
-      local expected = whole or (length and (res.status == 206 and offset or 0) + length)
-      if expected and size ~= expected then
-        return nil, E("network", format("download incomplete: %d of %d bytes (run again to resume)", size, expected),
-          { job_id = job_id, retryable = true })
-      end
-      if on_progress then
-        cb_err = call_back(on_progress, "on_progress", job_id, size, expected or size)
-        if cb_err then return nil, cb_err end
-      end
-      if opts.overwrite then os.remove(path) end
-      local ok, rerr = os.rename(part, path)
-      if not ok then return nil, E("io", "cannot move the download into place: " .. tostring(rerr), { job_id = job_id }) end
-      return path, { bytes = size, total = expected or size, resumed_from = offset, url = url }
+  local part, perr, pcode = core.open_part(path, opts.overwrite)
+  if not part then
+    if pcode == "EXISTS" then
+      return nil, E("invalid_argument", path .. " exists (pass overwrite = true to replace it)", { job_id = job_id })
     end
+    return nil, E("io", perr, { code = pcode, job_id = job_id })
   end
+  local done, info = download_into(self, part, path, url, job_id, opts)
+  if not done and part:size() == 0 then part:remove() end -- no empty .part left behind
+  part:close()
+  return done, info
 end
 
 --- client:run (see client.lua); err.job_id is set once a job exists.

@@ -437,10 +437,34 @@ local function html_page(status)
     "</h1></center>\r\n<hr><center>mock-proxy</center>\r\n</body>\r\n</html>\r\n"
 end
 
+-- the bytes of a `raw` fault: `response` with `pad` bytes of "X-Pad-N: xxx"
+-- header lines (`pad_line` bytes each, default 8000) after its first line
+local function raw_response(f)
+  local text = is_null(f.response) and "HTTP/1.1 200 OK\r\n\r\n" or tostring(f.response)
+  local pad = tonumber(f.pad) or 0
+  if pad <= 0 then return text end
+  local first, rest = text:match("^(.-\r\n)(.*)$")
+  local line = max(tonumber(f.pad_line) or 8000, 16)
+  local out, n = { first or "" }, 0
+  while pad > 0 do
+    n = n + 1
+    local name = "X-Pad-" .. n .. ": "
+    local len = max(min(line, pad) - #name - 2, 1)
+    out[#out + 1] = name .. string.rep("x", len) .. "\r\n"
+    pad = pad - (#name + len + 2)
+  end
+  out[#out + 1] = rest or text
+  return concat(out)
+end
+
 -- answers a fault that does not need the normal answer; returns true if it answered
 local function fault_immediate(f)
   local kind = f.kind
   if kind == "drop" then
+    return ngx.exit(444)
+  elseif kind == "raw" then -- exactly these bytes, then the connection closes
+    local sock = ngx.req.socket(true)
+    if sock then sock:send(raw_response(f)) end
     return ngx.exit(444)
   elseif kind == "status" then
     local status = tonumber(f.status) or 500
@@ -869,6 +893,18 @@ local function cdn_file(uri)
   return nil
 end
 
+-- the ETag and Last-Modified nginx gives a static file (so that a resume of
+-- a cut answer validates against the real file, as with a real CDN)
+local function file_validators(path)
+  local p = io.popen("stat -c '%Y %s' '" .. path:gsub("'", "'\\''") .. "'")
+  local out = p and p:read("*a") or ""
+  if p then p:close() end
+  local mtime, size = out:match("^(%d+) (%d+)")
+  if not mtime then return {} end
+  mtime, size = tonumber(mtime), tonumber(size)
+  return { ["ETag"] = string.format('"%x-%x"', mtime, size), ["Last-Modified"] = ngx.http_time(mtime) }
+end
+
 -- faults that need the file: truncated / stall stream part of it from Lua
 local function cdn_partial(f, path)
   local fh = path and io.open(path, "rb")
@@ -885,7 +921,8 @@ local function cdn_partial(f, path)
       if not ngx.flush(true) then break end
     end
   end
-  local headers = { ["Content-Type"] = "video/mp4", ["Accept-Ranges"] = "bytes" }
+  local headers = file_validators(path)
+  headers["Content-Type"], headers["Accept-Ranges"] = "video/mp4", "bytes"
   if f.kind == "truncated" then
     local total = max(tonumber(f.length) or size, sent + 1)
     ngx.status = 200
@@ -1036,7 +1073,7 @@ end
 
 local VALID_KINDS = {
   status = true, malformed = true, truncated = true, slow = true, drop = true,
-  huge = true, html = true, stall = true, throttle = true,
+  huge = true, html = true, stall = true, throttle = true, raw = true,
 }
 
 local function route_control(method, uri)
