@@ -217,7 +217,9 @@ local function relocate_one(m)
   if #same == 1 then return m.file, same[1] end
   if #same > 1 then
     table.sort(same, function(a, b) return math.abs(a - m.line) < math.abs(b - m.line) end)
-    if math.abs(same[1] - m.line) < math.abs(same[2] - m.line) then return m.file, same[1] end
+    if math.abs(same[1] - m.line) < math.abs(same[2] - m.line) then
+      return m.file, same[1], string.format(" (the nearest of %d places: check it)", #same)
+    end
     return nil, string.format("%d places in %s, none nearest to line %d", #same, m.file, m.line)
   end
   local found = {}
@@ -237,10 +239,10 @@ local function cmd_relocate()
   local moved, failed = 0, 0
   for _, m in ipairs(mutants) do
     if check_one(m) then
-      local file, line = relocate_one(m)
+      local file, line, note = relocate_one(m)
       if file then
         moved = moved + 1
-        io.stdout:write(string.format("moved: %s %s:%d -> %s:%d\n", m.id, m.file, m.line, file, line))
+        io.stdout:write(string.format("moved: %s %s:%d -> %s:%d%s\n", m.id, m.file, m.line, file, line, note or ""))
         lines[m.where.file] = "file: " .. file
         lines[m.where.line] = "line: " .. line
       else
@@ -442,8 +444,19 @@ local function cmd_run()
     specs = default_specs()
   end
   local jobs = math.max(1, math.floor(tonumber(os.getenv("JOBS")) or 2))
+  -- An interrupted run (Ctrl-C) leaves its scratch copies, and maybe mock
+  -- servers, behind: clear those whose run is gone.
+  for old in capture("ls -d /tmp/viggle-mutate.* 2>/dev/null"):gmatch("[^\n]+") do
+    local owner = tonumber(read_file(old .. "/owner") or "")
+    if owner and not read_file("/proc/" .. owner .. "/stat") then
+      reap(old)
+      run("rm -rf " .. q(old))
+      io.stdout:write("mutate: cleared ", old, ", left by an interrupted run\n")
+    end
+  end
   local base = capture("mktemp -d /tmp/viggle-mutate.XXXXXXXX"):gsub("%s+$", "")
   if base == "" then die("mktemp failed") end
+  write_file(base .. "/owner", capture("echo $PPID"))
   io.stdout:write(string.format("mutate: %d mutants, %d at a time, specs: %s\n", #chosen, jobs, table.concat(specs, " ")))
   io.stdout:flush()
   local t0 = now()
