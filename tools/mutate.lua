@@ -34,8 +34,9 @@
 -- a comment line. Keys: id, file, line, from (the exact text replaced, found
 -- once on that line), to (its replacement), sees (what a user would see), and
 -- equivalent (why no test can tell the mutant apart: only for a survivor that
--- is argued equivalent). Values run to the end of the line; trailing blanks
--- are dropped.
+-- is argued equivalent), specs (the spec files that kill it, tried first: only
+-- an order, the others run when they do not). Values run to the end of the
+-- line; trailing blanks are dropped.
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
 
 local function die(msg)
@@ -107,7 +108,8 @@ local INTERP = os.getenv("MUTATE_LUA") or "lua5.4"
 
 -- ---- the list ---------------------------------------------------------------
 
-local KEYS = { id = true, file = true, line = true, from = true, to = true, sees = true, equivalent = true }
+local KEYS = { id = true, file = true, line = true, from = true, to = true, sees = true, equivalent = true,
+               specs = true }
 
 -- Parses the list: mutants (with .where[key] = line number in the list file)
 -- and the list's lines (to rewrite it in place).
@@ -276,12 +278,20 @@ end
 -- Spec files in the order to try them for a mutant: the spec named after
 -- the mutated module first (heap.lua -> heap_spec.lua), then the rest; the
 -- first failing file ends the run.
-local function spec_order(specs, file)
+local function spec_order(specs, file, hint)
   local base = file:match("([^/]+)%.%w+$")
   local first, rest = {}, {}
+  for h in (hint or ""):gmatch("%S+") do -- the mutant's own `specs:`, if they are in the run
+    for _, s in ipairs(specs) do
+      if s == h then first[#first + 1] = s end
+    end
+  end
+  local hinted = " " .. table.concat(first, " ") .. " "
   for _, s in ipairs(specs) do
-    if s:match("/" .. base:gsub("%p", "%%%0") .. "_spec%.lua$") then first[#first + 1] = s
-    else rest[#rest + 1] = s end
+    if not hinted:find(" " .. s .. " ", 1, true) then
+      if s:match("/" .. base:gsub("%p", "%%%0") .. "_spec%.lua$") then first[#first + 1] = s
+      else rest[#rest + 1] = s end
+    end
   end
   for _, s in ipairs(rest) do first[#first + 1] = s end
   return first
@@ -355,7 +365,7 @@ local function run_mutant(dir, m, specs, timeout)
   if is_c and not build(dir) then
     verdict, detail = "error", "does not build: " .. (read_file(dir .. "/.mutate-build") or ""):gsub("\n.*", "")
   else
-    verdict, detail = run_specs(dir, spec_order(specs, m.file), timeout, is_c)
+    verdict, detail = run_specs(dir, spec_order(specs, m.file, m.specs), timeout, is_c)
   end
   write_file(path, original)
   if is_c then run("cp " .. q(dir .. "/.mutate-clean.so") .. " " .. q(dir .. "/build/5.4/viggle/core.so")) end
