@@ -90,3 +90,10 @@ asan:
 FUZZ_SECONDS ?= 60
 fuzz:
 	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# Mutation testing: plants each bug of tools/mutants.txt in a scratch copy and
+# runs the specs (Lua 5.4) against it; prints each verdict and the score.
+#   make mutate JOBS=2 MUTATE_ONLY=heap MUTATE_SPECS="spec/status_spec.lua" MUTATE_TIMEOUT=120
+.PHONY: mutate
+mutate:
+	@JOBS="$(or $(JOBS),2)" lua5.4 tools/mutate.lua

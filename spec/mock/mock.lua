@@ -473,6 +473,9 @@ local function fault_immediate(f)
     if not is_null(f.retry_after_date) then
       headers["Retry-After"] = ngx.http_time(ngx.time() + (tonumber(f.retry_after_date) or 0))
     end
+    if type(f.headers) == "table" then
+      for k, v in pairs(f.headers) do headers[k] = tostring(v) end
+    end
     local body
     if not is_null(f.body) then
       body = tostring(f.body)
