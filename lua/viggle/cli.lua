@@ -310,6 +310,10 @@ function commands.render(opts, pos)
     character_mapping = opts.mapping, model = opts.model, background_mode = opts.background,
     bg_color = opts["bg-color"], fast = opts.fast or nil,
   }
+  if opts.output then -- what would fail only after paying fails now
+    local perr = require("viggle.preflight").check(c, params, opts.output, { overwrite = opts.overwrite })
+    if perr then return fail(perr) end
+  end
   local job, err = c:render(params)
   if not job then return fail(err) end
   if not opts.wait then

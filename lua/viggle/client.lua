@@ -699,6 +699,13 @@ function Client:run(params, opts)
   return media().run(self, params, opts)
 end
 
+--- What a render of `params` will cost: {credits, seconds, exact, fast,
+--- source, reason} (see viggle.estimate), or nil, err.
+function Client:estimate(params, opts) return require("viggle.estimate").estimate(self, params, opts) end
+
+--- GET /api/scenes/{id}: the scene (id, status, duration_seconds, ...), or nil, err.
+function Client:scene(scene_id, opts) return require("viggle.estimate").scene(self, scene_id, opts) end
+
 -- What viggle.render shares with this module (not part of the public API).
 _M._private = {
   split_url = split_url, quote = quote, check_opts = check_opts, need_key = need_key,
