@@ -26,6 +26,8 @@ local OPTIONS = {
   cancel = { json = false },
   download = { output = "string", mask = false, overwrite = false },
   credits = { json = false },
+  batch = { journal = "string", concurrency = "number", ["max-credits"] = "number", interval = "number",
+            timeout = "number", ["resubmit-uncertain"] = false, ["allow-unknown-cost"] = false, json = false },
 }
 local SHORT = { o = "output", h = "help" }
 
@@ -324,6 +326,10 @@ function commands.render(opts, pos)
   local wcode, results = wait_jobs(c, { job.job_id }, opts)
   if wcode ~= EXIT.ok or not opts.output then return wcode end
   return (download(c, results[1], opts.output, opts))
+end
+
+function commands.batch(opts, pos)
+  return require("viggle.cli_batch").main(opts, pos, { EXIT = EXIT, fail = fail, usage_error = usage_error })
 end
 
 --- Runs the CLI with `args` (a Lua `arg` table); returns the exit code.

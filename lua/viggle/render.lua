@@ -133,6 +133,14 @@ local function render_form(p)
   return form
 end
 
+--- Checks render params as client:render would, sending nothing: true, or
+--- nil, err (invalid_argument naming the field).
+function _M.check_params(params)
+  local form, err = render_form(params)
+  if not form then return nil, err end
+  return true
+end
+
 -- Only what surely never reached the server is retried for a POST: a
 -- refused connection, or a 429/503 that names when to come back.
 local function post_retryable(err)
