@@ -76,7 +76,8 @@ function Journal:exec(sql, rows)
   return true
 end
 
---- Opens (creates unless opts.must_exist) the journal at `path`.
+--- Opens the journal at `path`, creating it; with opts.must_exist, an
+--- existing journal only, for reading.
 ---@param path string
 ---@param opts {must_exist: boolean?}|nil
 ---@return table|nil journal
@@ -96,8 +97,11 @@ function _M.open(path, opts)
     return nil, E("io", format("cannot open the journal %s: %s", path, tostring(cerr)))
   end
   local self = setmetatable({ env = env, con = con, path = path }, Journal)
-  -- busy_timeout first: `batch status` may read while a batch writes.
-  for _, sql in ipairs({ "PRAGMA busy_timeout=10000", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", SCHEMA }) do
+  -- busy_timeout first: `batch status` may read while a batch writes. A
+  -- reader (must_exist) writes nothing, so it never waits for the writer.
+  local setup = { "PRAGMA busy_timeout=10000", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", SCHEMA }
+  if opts and opts.must_exist then setup = { "PRAGMA busy_timeout=10000", "PRAGMA query_only=1" } end
+  for _, sql in ipairs(setup) do
     local ok, xerr = self:exec(sql)
     if not ok then
       self:close()
