@@ -123,9 +123,17 @@ local function summary(report)
     if n > 0 then parts[#parts + 1] = n .. " " .. s end
   end
   stderr:write(format("batch: %d items: %s (journal %s)\n", #report.items, concat(parts, ", "), report.journal))
-  if #report.uncertain > 0 then
+  local now, again = {}, {}
+  for _, it in ipairs(report.items) do
+    if it.state == "uncertain" then now[#now + 1] = it.key elseif it.was_uncertain then again[#again + 1] = it.key end
+  end
+  if #now > 0 then
     stderr:write("uncertain (their POST may have reached the server without an answer; not sent again",
-      " without --resubmit-uncertain, which may pay twice): ", concat(report.uncertain, ", "), "\n")
+      " without --resubmit-uncertain, which may pay twice): ", concat(now, ", "), "\n")
+  end
+  if #again > 0 then
+    stderr:write("sent again after being uncertain (the first job may exist and be paid for too): ",
+      concat(again, ", "), "\n")
   end
   if report.stopped then stderr:write("stopped submitting: the API answered 402 (not enough credits)\n") end
   for _, it in ipairs(report.items) do
