@@ -161,6 +161,10 @@ end
 
 --- Runs `viggle batch ...` with the parsed options and positionals; `env`
 --- carries the CLI's EXIT codes, fail and usage_error.
+---@param opts table
+---@param pos string[]
+---@param env table
+---@return integer exit_code
 function _M.main(opts, pos, env)
   if pos[1] == "status" then return status(opts, pos, env) end
   if #pos ~= 1 then return env.usage_error("batch takes one MANIFEST (or: batch status MANIFEST)", "batch") end
