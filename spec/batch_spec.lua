@@ -150,6 +150,38 @@ describe("batches", function()
     end)
   end)
 
+  describe("client:render's err.uncertain", function()
+    it("is true when the POST may have created a job, absent when it surely did not", function()
+      local params = { character_id = "c", driving_video = DEMO }
+      m:fault({ match = "/api/render", method = "POST", kind = "drop" })
+      local _, err = c:render(params)
+      assert.are.equal("network", err.kind)
+      assert.is_true(err.uncertain)
+      m:fault({ match = "/api/render", method = "POST", kind = "status", status = 500 })
+      _, err = c:render(params)
+      assert.is_true(err.uncertain)
+      _, err = c:render({ character_id = "char_missing", driving_video = DEMO })
+      assert.are.equal("api", err.kind)
+      assert.is_nil(err.uncertain)
+      local closed = assert(viggle.new({ base_url = "http://127.0.0.1:9", api_key = KEY, retries = 0 }))
+      _, err = closed:render(params)
+      assert.are.equal("COULDNT_CONNECT", err.code)
+      assert.is_nil(err.uncertain)
+    end)
+  end)
+
+  it("viggle batch --help says what the journal states and uncertain mean", function()
+    local rc, out = cli("batch --help")
+    assert.are.equal(0, rc)
+    assert.matches("Usage: viggle batch MANIFEST", out)
+    for _, s in ipairs({ "planned", "submitting", "submitted", "complete", "downloaded", "uncertain",
+                         "%-%-resubmit%-uncertain", "%-%-max%-credits", "%-%-allow%-unknown%-cost" }) do
+      assert.matches(s, out)
+    end
+    local _, usage = cli("--help")
+    assert.matches("batch MANIFEST", usage)
+  end)
+
   describe("pre-flight", function()
     local function refused(params, opts, kind, pattern)
       local job, err = c:run(params, opts)
