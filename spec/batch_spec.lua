@@ -36,10 +36,6 @@ local function mp4(path, o)
   return path
 end
 
-local function md5_of(path)
-  return support.capture("md5sum " .. support.q(path)):match("^(%x+)")
-end
-
 describe("batches", function()
   local m, dir, c
 
@@ -70,12 +66,7 @@ describe("batches", function()
     return d
   end
 
-  local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
-  end
+  local write = support.write_file
 
   -- a manifest of `n` items, each with its own video (file i lasts 1 + i/10 s)
   local function manifest(d, n, extra)
@@ -350,7 +341,7 @@ describe("batches", function()
       local n = 30
       local path = manifest(d, n)
       local md5 = {}
-      for i = 1, n do md5["item" .. i] = md5_of(format("%s/v%d.mp4", d, i)) end
+      for i = 1, n do md5["item" .. i] = support.md5(format("%s/v%d.mp4", d, i)) end
       -- every answer takes a while: kills land during uploads and between POST and answer,
       -- during the waits (jobs take 0.6 s) and during downloads
       m:config({ delay = 0.1, cdn_delay = 0.3, render_job = { advance = "time", step = 0.2 } })

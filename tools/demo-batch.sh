@@ -10,13 +10,8 @@ if [ "${1:-}" = --no-deps ]; then shift; else bash tools/deps.sh; fi
 make -s LUA=5.4
 work=${1:-$(mktemp -d)}
 mkdir -p "$work/out"
-state=$(mktemp -d)/mock.env
-lua5.4 spec/mock/server.lua start --state "$state" >/dev/null
-trap 'lua5.4 spec/mock/server.lua stop --state "$state" >/dev/null 2>&1 || true; rm -rf "$(dirname "$state")"' EXIT
-# shellcheck disable=SC1090
-. "$state"
-export VIGGLE_BASE_URL
-export VIGGLE_API_KEY=sk-test-valid
+# shellcheck source=tools/mock-env.sh
+. tools/mock-env.sh
 # Each answer takes 0.2 s, a render 1.5 s, a download 0.5 s: there is time to see it.
 curl -fsS -XPOST "$VIGGLE_BASE_URL/_mock/config" \
   -d '{"delay": 0.2, "cdn_delay": 0.5, "render_job": {"advance": "time", "step": 0.3}}' >/dev/null
