@@ -75,7 +75,8 @@ end
 ---@return viggle.Error|nil
 function _M.check(c, params, output, opts)
   opts = opts or {}
-  if not c:has_key() then return E("auth", "no API key: set VIGGLE_API_KEY or pass api_key to viggle.new") end
+  local err = require("viggle.http").need_key(c)
+  if err then return err end
   for _, field in ipairs(INPUTS) do
     if params[field] ~= nil then
       local why = input_problem(params[field])
@@ -83,7 +84,7 @@ function _M.check(c, params, output, opts)
     end
   end
   if output ~= nil then
-    local err = _M.output_problem(output, opts.overwrite, "output")
+    err = _M.output_problem(output, opts.overwrite, "output")
     if err then return err end
   end
   if opts.mask_output ~= nil then
