@@ -122,7 +122,8 @@ The journal (SQLite, MANIFEST.journal) records each item's state:
 On resume: submitted jobs are awaited (never sent again), complete ones are
 downloaded (a .part is resumed), downloaded ones left alone; a POST that
 failed before its request was sent whole is sent again. A manifest whose
-items changed under the journal is refused, naming the key.
+items changed under the journal is refused, naming the key. One batch at a
+time runs on a journal.
 
   --journal PATH          the journal (default MANIFEST.journal)
   --concurrency N         renders submitted at once, and downloads (default 4)
