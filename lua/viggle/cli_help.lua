@@ -137,7 +137,8 @@ time runs on a journal.
 A 402 (not enough credits) stops further submissions; submitted jobs finish.
 Live table on a terminal, a line per change otherwise, then a summary.
 Exit code: 0 only when every item's video is on disk; 3 an item failed,
-4 cancelled, 1 otherwise (pending, uncertain, over the limit, errors).
+4 cancelled, 5 jobs still running at --timeout (run again to go on waiting),
+1 otherwise (uncertain, over the limit, a 402, errors).
 'status' prints the counts per state and each item's job id, state and
 output from the journal alone; --json prints it as one object.
 ]==],
