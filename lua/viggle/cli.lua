@@ -26,6 +26,8 @@ local OPTIONS = {
   cancel = { json = false },
   download = { output = "string", mask = false, overwrite = false },
   credits = { json = false },
+  batch = { journal = "string", concurrency = "number", ["max-credits"] = "number", interval = "number",
+            timeout = "number", ["resubmit-uncertain"] = false, ["allow-unknown-cost"] = false, json = false },
 }
 local SHORT = { o = "output", h = "help" }
 
@@ -309,6 +311,10 @@ function commands.render(opts, pos)
     character_mapping = opts.mapping, model = opts.model, background_mode = opts.background,
     bg_color = opts["bg-color"], fast = opts.fast or nil,
   }
+  if opts.output then -- what would fail only after paying fails now
+    local perr = require("viggle.preflight").check(c, params, opts.output, { overwrite = opts.overwrite })
+    if perr then return fail(perr) end
+  end
   local job, err = c:render(params)
   if not job then return fail(err) end
   if not opts.wait then
@@ -319,6 +325,10 @@ function commands.render(opts, pos)
   local wcode, results = wait_jobs(c, { job.job_id }, opts)
   if wcode ~= EXIT.ok or not opts.output then return wcode end
   return (download(c, results[1], opts.output, opts))
+end
+
+function commands.batch(opts, pos)
+  return require("viggle.cli_batch").main(opts, pos, { EXIT = EXIT, fail = fail, usage_error = usage_error })
 end
 
 --- Runs the CLI with `args` (a Lua `arg` table); returns the exit code.

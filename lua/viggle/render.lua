@@ -134,6 +134,17 @@ local function render_form(p)
   return form
 end
 
+--- Checks render params as client:render would, sending nothing: true, or
+--- nil, err (invalid_argument naming the field).
+---@param params viggle.RenderParams
+---@return boolean|nil ok
+---@return viggle.Error|nil err
+function _M.check_params(params)
+  local form, err = render_form(params)
+  if not form then return nil, err end
+  return true
+end
+
 -- Only what surely never reached the server is retried for a POST: a
 -- refused connection, or a 429/503 that names when to come back.
 local function post_retryable(err)
@@ -141,7 +152,29 @@ local function post_retryable(err)
   return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
 end
 
+-- Failures that prove the request never reached the server whole: nothing
+-- was created, so sending it again cannot pay twice. (A failed send or a
+-- local read error leaves a body the server cannot have accepted.)
+local NOT_SENT = {
+  COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true,
+  SSL_CONNECT_ERROR = true, PEER_FAILED_VERIFICATION = true, SSL_CERTPROBLEM = true, SSL_CIPHER = true,
+  SSL_CACERT_BADFILE = true, SEND_ERROR = true, READ_ERROR = true, SETUP_FAILED = true, IO_ERROR = true,
+  URL_MALFORMAT = true, UNSUPPORTED_PROTOCOL = true,
+}
+
+-- True when a failed POST may have created a job: the request may have been
+-- sent whole and no definite answer came back (a dropped connection, a
+-- timeout, a 5xx or 408, an answer that could not be read).
+local function may_have_created(err)
+  if err.kind == "invalid_argument" or err.kind == "auth" and not err.status then return false end
+  if err.status and err.retry_after and (err.status == 429 or err.status == 503) then return false end
+  if err.status then return err.status >= 500 or err.status == 408 or (err.status < 300 and err.kind == "decode") end
+  return not NOT_SENT[err.code]
+end
+
 --- client:render (see client.lua; a POST is retried only when post_retryable).
+--- On failure err.uncertain is true when the POST may have created a job all
+--- the same (sent whole, no definite answer): sending it again could pay twice.
 ---@param params viggle.RenderParams
 ---@param opts {timeout: number?, retries: integer?}|nil
 ---@return {job_id: string, status: string, mode: string?, enqueued_at: string?}|nil job
@@ -166,8 +199,11 @@ function _M.render(self, params, opts)
     if wait > D.post_max_wait then break end
     loop.sleep(wait)
   end
-  if not job then return nil, err end
-  if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id") end
+  if not job then
+    err.uncertain = may_have_created(err) or nil
+    return nil, err
+  end
+  if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id", { uncertain = true }) end
   return job
 end
 
@@ -330,7 +366,12 @@ end
 ---@param self viggle.Client
 function _M.run(self, params, opts)
   opts = check_opts(opts, "run")
-  local job, err = _M.render(self, params, { timeout = opts.upload_timeout })
+  if type(params) ~= "table" then error("bad argument #1 to 'run' (table expected)", 2) end
+  -- Whatever can fail here must fail before the POST spends credits.
+  local err = require("viggle.preflight").check(self, params, opts.output, { overwrite = opts.overwrite })
+  if err then return nil, err end
+  local job
+  job, err = _M.render(self, params, { timeout = opts.upload_timeout })
   if not job then return nil, err end
   if opts.on_created then
     local cerr = call_back(opts.on_created, "on_created", job.job_id, job)

@@ -802,6 +802,11 @@ local function render_create(cfg, key)
   if key == "sk-test-broke" then
     return api_error(402, "CS-UORC01-008", "Insufficient credits", "Buy more credits")
   end
+  -- config.renders_left = N: the account runs out of credits after N renders
+  local left = tonumber(cfg.renders_left)
+  if left and (ngx.shared.posts:get("\0made") or 0) >= left then
+    return api_error(402, "CS-UORC01-008", "Insufficient credits", "Buy more credits")
+  end
 
   local mode = is_fast and "fast" or ((character_id or scene_id or mapping_text) and "preprocessed" or "full_pipeline")
   local defaults = {}
@@ -821,13 +826,36 @@ local function render_create(cfg, key)
   job.created = ngx.now()
   store_job(job)
   ngx.ctx.job_id = job.id
+  -- renders made per uploaded content (GET /_mock/posts): a batch must not pay twice
+  local posts = ngx.shared.posts
+  posts:incr("\0made", 1, 0)
+  local upload = driving or ref_image
+  posts:incr(upload and upload.md5 or ("fields:" .. tostring(scene_id or drv_url or character_id)), 1, 0)
   return json_response(200, { job_id = job.id, status = "queued", mode = mode, enqueued_at = iso(job.created) })
 end
 
-local function credits(key)
+-- GET /api/scenes/{id}: config.scenes[id] (fields) wins; scene_missing is
+-- 404, scene_pending has no duration yet; any other id is a ready scene of
+-- config.scene_duration seconds (default 10).
+local function scene(id, cfg)
+  if id == "scene_missing" then return json_response(404, { detail = "Scene not found" }) end
+  local pending = id == "scene_pending"
+  local duration = tonumber(cfg.scene_duration) or 10
+  local v = {
+    id = id, name = "mock scene " .. id, status = pending and "pending" or "ready",
+    duration_seconds = pending and null or duration, fps = 30, total_frames = pending and null or floor(duration * 30),
+    width = 720, height = 1280, job_id = null, error_message = null, credits_used = pending and 0 or 1,
+    created_at = iso(ngx.now()), completed_at = pending and null or iso(ngx.now()),
+  }
+  local over = type(cfg.scenes) == "table" and cfg.scenes[id]
+  if type(over) == "table" then for k, x in pairs(over) do v[k] = x end end
+  return json_response(200, v)
+end
+
+local function credits(key, cfg)
   local broke = key == "sk-test-broke"
   return json_response(200, {
-    balance = broke and 0 or 100,
+    balance = broke and 0 or tonumber(cfg.balance) or 100,
     total_purchased = 120,
     total_used = broke and 120 or 20,
     updated_at = iso(ngx.now()),
@@ -861,7 +889,14 @@ local function route_api(method, uri, cfg)
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed("GET") end
     local res, key = check_auth(cfg)
     if res then return res end
-    return credits(key)
+    return credits(key, cfg)
+  end
+  local scene_id = uri:match("^/api/scenes/([^/]+)$")
+  if scene_id then
+    if method ~= "GET" and method ~= "HEAD" then return method_not_allowed("GET") end
+    local res = check_auth(cfg)
+    if res then return res end
+    return scene(ngx.unescape_uri(scene_id), cfg)
   end
   return json_response(404, { detail = "Not Found" })
 end
@@ -1071,6 +1106,8 @@ local function control_reset()
   ngx.shared.log:flush_expired()
   ngx.shared.config:flush_all()
   ngx.shared.config:flush_expired()
+  ngx.shared.posts:flush_all()
+  ngx.shared.posts:flush_expired()
   return json_response(200, { ok = true })
 end
 
@@ -1154,6 +1191,13 @@ local function route_control(method, uri)
   end
   if uri == "/_mock/connections" then
     return control_connections()
+  end
+  if uri == "/_mock/posts" then -- renders made, per md5 of the uploaded driving video (else image)
+    local counts = {}
+    for _, k in ipairs(ngx.shared.posts:get_keys(0)) do
+      if k ~= "\0made" then counts[k] = ngx.shared.posts:get(k) end
+    end
+    return json_response(200, { made = ngx.shared.posts:get("\0made") or 0, counts = counts })
   end
   return json_response(404, { error = "unknown control endpoint " .. uri })
 end

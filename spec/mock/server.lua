@@ -150,6 +150,11 @@ function Mock:connections(server)
   return r[server or "api"].connections
 end
 
+-- posts() -> {made = N, counts = {[md5 of the uploaded driving video (else image)] = renders made}}
+function Mock:posts()
+  return must(self, "GET", "/_mock/posts")
+end
+
 function Mock:url(path) return self.base_url .. (path or "") end
 function Mock:cdn_url(path) return self.cdn_base .. (path or "") end
 
