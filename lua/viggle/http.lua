@@ -170,6 +170,11 @@ end
 -- The request description handed to the C core.
 local function request_spec(c, o, url, to_api, key)
   local headers = header_lines(c, o, to_api, key)
+  if o.content_type then -- a body of our own (JSON): the shared lines are copied, not changed
+    local own = { "Content-Type: " .. o.content_type }
+    for i = 1, #headers do own[i + 1] = headers[i] end
+    headers = own
+  end
   local timeout = o.timeout or c.timeout
   local connect_timeout = min(c.connect_timeout, timeout > 0 and timeout or c.connect_timeout)
   if not o.url and not o.method and not o.output then
@@ -204,7 +209,7 @@ local function request_spec(c, o, url, to_api, key)
   }
 end
 
---- One HTTP exchange of client `c`. `o`: url or path, method, body, form,
+--- One HTTP exchange of client `c`. `o`: url or path, method, body, content_type, form,
 --- output, append, resume_from, timeout, low_speed_time, tick, max_body,
 --- job_id, json (false: no Accept JSON). Returns the response table (any
 --- status), or nil, err for transport failures.
@@ -295,6 +300,36 @@ function _M.api_with_retries(c, call, retries, max_wait)
     attempt = attempt + 1
     local wait = backoff(attempt, 0.25, 4, err)
     if wait > (max_wait or D.max_retry_wait) then return nil, err end
+    loop.sleep(wait)
+  end
+end
+
+-- Only what surely never reached the server is retried for a POST: a
+-- refused connection, or a 429/503 that names when to come back.
+local function post_retryable(err)
+  if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
+  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
+end
+
+--- A POST to the API (it may cost credits), made again only when it surely
+--- never reached the server (post_retryable), at most `retries` more times.
+--- No overall timeout unless `call.timeout`; a stalled upload is given up.
+---@param c viggle.Client
+---@param call table the exchange (see api), without method
+---@param retries integer|nil default the client's
+---@return table|nil answer
+---@return viggle.Error|nil err
+function _M.post(c, call, retries)
+  call.method = "POST"
+  call.timeout = call.timeout or 0
+  call.low_speed_time = call.low_speed_time or D.stall_timeout
+  local attempt = 0
+  while true do
+    local answer, err = _M.api(c, call)
+    if answer or attempt >= (retries or c.retries) or not post_retryable(err) then return answer, err end
+    attempt = attempt + 1
+    local wait = err.retry_after or backoff(attempt, 0.5, 4)
+    if wait > D.post_max_wait then return nil, err end
     loop.sleep(wait)
   end
 end

@@ -3,7 +3,6 @@
 --- them).
 local core = require("viggle.core")
 local errors = require("viggle.errors")
-local loop = require("viggle.loop")
 local http = require("viggle.http")
 local follow = require("viggle.follow")
 
@@ -11,8 +10,7 @@ local type, tostring, pairs, ipairs, error, next, tonumber = type, tostring, pai
 local format, concat, floor = string.format, table.concat, math.floor
 local E = errors.new
 local split_url, quote, check_opts, need_key = http.split_url, http.quote, http.check_opts, http.need_key
-local backoff, call_back = http.backoff, follow.call_back
-local D = http.DEFAULTS
+local call_back = follow.call_back
 
 local _M = {}
 
@@ -49,6 +47,10 @@ local function url_value(name, v)
   if scheme ~= "http" and scheme ~= "https" then return bad(name .. " must be an http(s) URL, got " .. quote(v)) end
   return { name = name, value = v }
 end
+
+-- What viggle.assets checks the same way (a preprocess is a multipart POST too).
+_M.file_part, _M.url_value, _M.IMAGE_TYPES = file_part, url_value, IMAGE_TYPES
+_M.BACKGROUND, _M.MODELS = BACKGROUND, MODELS
 
 local function colour(v)
   local parts = {}
@@ -134,14 +136,7 @@ local function render_form(p)
   return form
 end
 
--- Only what surely never reached the server is retried for a POST: a
--- refused connection, or a 429/503 that names when to come back.
-local function post_retryable(err)
-  if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
-  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
-end
-
---- client:render (see client.lua; a POST is retried only when post_retryable).
+--- client:render (see client.lua; the POST is retried only as http.post says).
 ---@param params viggle.RenderParams
 ---@param opts {timeout: number?, retries: integer?}|nil
 ---@return {job_id: string, status: string, mode: string?, enqueued_at: string?}|nil job
@@ -155,17 +150,8 @@ function _M.render(self, params, opts)
   local form
   form, err = render_form(params)
   if not form then return nil, err end
-  local attempt = 0
   local job
-  while true do
-    job, err = http.api(self, { method = "POST", path = "/api/render", form = form,
-                                timeout = opts.timeout or 0, low_speed_time = D.stall_timeout })
-    if job or attempt >= (opts.retries or self.retries) or not post_retryable(err) then break end
-    attempt = attempt + 1
-    local wait = err.retry_after or backoff(attempt, 0.5, 4)
-    if wait > D.post_max_wait then break end
-    loop.sleep(wait)
-  end
+  job, err = http.post(self, { path = "/api/render", form = form, timeout = opts.timeout }, opts.retries)
   if not job then return nil, err end
   if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id") end
   return job
