@@ -21,6 +21,7 @@ _M.DEFAULTS = {
   retries = 2,                 -- transient failures of one call retried
   max_retry_wait = 10,         -- longest wait before a retry of status/credits
   interval = 3,                -- seconds between polls
+  asset_interval = 5,          -- seconds between polls of a character or scene
   await_timeout = 1800,        -- overall deadline of await/await_all
   max_backoff = 60,            -- cap of the backoff between failed polls
   concurrency = 32,            -- polls in flight at once in await_all

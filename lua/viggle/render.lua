@@ -281,7 +281,10 @@ end
 ---@param self viggle.Client
 function _M.run(self, params, opts)
   opts = check_opts(opts, "run")
-  local job, err = _M.render(self, params, { timeout = opts.upload_timeout })
+  -- characters and scenes still being made are waited for first: a failed one ends the run unpaid
+  local job, err = require("viggle.assets").ready_params(self, params, opts)
+  if not job then return nil, err end
+  job, err = _M.render(self, job, { timeout = opts.upload_timeout })
   if not job then return nil, err end
   if opts.on_created then
     local cerr = call_back(opts.on_created, "on_created", job.job_id, job)
