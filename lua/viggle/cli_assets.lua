@@ -81,8 +81,9 @@ local function list(cli, cmd, c, opts)
     return cli.EXIT.ok
   end
   for _, a in ipairs(page[cmd]) do stdout:write(row(cmd, a)) end
-  local from = (opts.offset or 0) + 1
-  io.stderr:write(format("%d-%d of %s %s\n", from, from + #page[cmd] - 1, tostring(page.total or "?"), cmd))
+  local from, n = (opts.offset or 0) + 1, #page[cmd]
+  local shown = n > 0 and format("%d-%d", from, from + n - 1) or "none"
+  io.stderr:write(format("%s of %s %s\n", shown, tostring(page.total or "?"), cmd))
   return cli.EXIT.ok
 end
 
