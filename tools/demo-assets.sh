@@ -9,14 +9,8 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --no-deps ]; then shift; else bash tools/deps.sh; fi
 out=${1:-demo-assets-output}
 mkdir -p "$out"
-make -s LUA=5.4
-state=$(mktemp -d)/mock.env
-lua5.4 spec/mock/server.lua start --state "$state" >/dev/null
-trap 'lua5.4 spec/mock/server.lua stop --state "$state" >/dev/null 2>&1 || true; rm -rf "$(dirname "$state")"' EXIT
-# shellcheck disable=SC1090
-. "$state"
-export VIGGLE_BASE_URL
-export VIGGLE_API_KEY=sk-test-valid
+# shellcheck source=tools/demo-mock.sh
+. tools/demo-mock.sh
 # The mock preprocesses an asset in three stages of 0.8 s and renders in five of 0.5 s.
 curl -fsS -XPOST "$VIGGLE_BASE_URL/_mock/config" \
   -d '{"asset_job": {"advance": "time", "step": 0.8}, "render_job": {"advance": "time", "step": 0.5}}' >/dev/null

@@ -163,6 +163,24 @@ function Assets:create(params, opts)
   return as_asset(t, answer)
 end
 
+-- get and delete: the id checked, the key, then `send(client, path, opts)`
+-- on {path}{id}; an error names the asset. The answer and the id, or nil, err.
+local function on_one(self, id, opts, send)
+  local t = self.target
+  local path
+  id, path = id_of(t, id)
+  if not id then return nil, path end
+  local err = need_key(self.client)
+  if err then return nil, err end
+  local answer
+  answer, err = send(self.client, t.path .. path, opts)
+  if not answer then
+    err[t.key] = id
+    return nil, err
+  end
+  return answer, id
+end
+
 --- GET {path}{id}: the asset (every field of the answer; `status` is pending,
 --- processing, ready or failed), or nil, err.
 ---@param id string|table an id, or an asset table
@@ -170,20 +188,11 @@ end
 ---@return table|nil asset
 ---@return viggle.Error|nil err
 function Assets:get(id, opts)
-  local t = self.target
-  opts = check_opts(opts, "get")
-  local path, err
-  id, path = id_of(t, id)
-  if not id then return nil, path end
-  err = need_key(self.client)
-  if err then return nil, err end
-  local answer
-  answer, err = http.api_with_retries(self.client, { path = t.path .. path, timeout = opts.timeout }, opts.retries)
-  if not answer then
-    err[t.key] = id
-    return nil, err
-  end
-  return as_asset(t, answer, id, true)
+  local answer, aid = on_one(self, id, check_opts(opts, "get"), function(c, path, o)
+    return http.api_with_retries(c, { path = path, timeout = o.timeout }, o.retries)
+  end)
+  if not answer then return nil, aid end
+  return as_asset(self.target, answer, aid, true)
 end
 
 local function whole(v, lo, hi)
@@ -261,20 +270,10 @@ end
 ---@return table|nil answer
 ---@return viggle.Error|nil err
 function Assets:delete(id, opts)
-  local t = self.target
-  opts = check_opts(opts, "delete")
-  local path, err
-  id, path = id_of(t, id)
-  if not id then return nil, path end
-  err = need_key(self.client)
-  if err then return nil, err end
-  local answer
-  answer, err = http.api(self.client, { method = "DELETE", path = t.path .. path, timeout = opts.timeout,
-                                        empty_ok = true })
-  if not answer then
-    err[t.key] = id
-    return nil, err
-  end
+  local answer, err = on_one(self, id, check_opts(opts, "delete"), function(c, path, o)
+    return http.api(c, { method = "DELETE", path = path, timeout = o.timeout, empty_ok = true })
+  end)
+  if not answer then return nil, err end
   return unwrap(answer, "success")
 end
 
