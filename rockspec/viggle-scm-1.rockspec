@@ -36,6 +36,7 @@ build = {
     ["viggle.follow"] = "lua/viggle/follow.lua",
     ["viggle.ngx"] = "lua/viggle/ngx.lua",
     ["viggle.render"] = "lua/viggle/render.lua",
+    ["viggle.assets"] = "lua/viggle/assets.lua",
     ["viggle.errors"] = "lua/viggle/errors.lua",
     ["viggle.loop"] = "lua/viggle/loop.lua",
     ["viggle.heap"] = "lua/viggle/heap.lua",
@@ -43,6 +44,7 @@ build = {
     ["viggle.nvim"] = "lua/viggle/nvim.lua",
     ["viggle.cli"] = "lua/viggle/cli.lua",
     ["viggle.cli_help"] = "lua/viggle/cli_help.lua",
+    ["viggle.cli_assets"] = "lua/viggle/cli_assets.lua",
   },
   install = {
     bin = { viggle = "bin/viggle" },
