@@ -361,8 +361,15 @@ describe("reusable assets", function()
     it("waits for a character and a scene still being made, then renders from them", function()
       local ch = assert(c.characters:create({ name = "a", image = FILES .. "character.png" }))
       local sc = assert(c.scenes:create({ name = "s", video = FILES .. "demo.mp4" }))
-      local job = assert(c:run({ character = ch, scene = sc.scene_id }, { interval = 0.01 }))
+      local seen = {}
+      local job = assert(c:run({ character = ch, scene = sc.scene_id }, { interval = 0.01,
+        on_asset = function(a) seen[#seen + 1] = (a.character_id or a.scene_id) .. " " .. a.status end }))
       assert.are.equal("complete", job.status)
+      local want = { ch.character_id .. " pending", sc.scene_id .. " pending", ch.character_id .. " processing",
+                     ch.character_id .. " ready", sc.scene_id .. " ready" }
+      table.sort(want)
+      table.sort(seen)
+      assert.are.same(want, seen)
       local render = api("POST", "/api/render")
       assert.are.equal(1, #render)
       assert.are.equal(ch.character_id, render[1].form.character_id.value)
