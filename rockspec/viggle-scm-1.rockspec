@@ -40,6 +40,7 @@ build = {
     ["viggle.follow"] = "lua/viggle/follow.lua",
     ["viggle.ngx"] = "lua/viggle/ngx.lua",
     ["viggle.render"] = "lua/viggle/render.lua",
+    ["viggle.assets"] = "lua/viggle/assets.lua",
     ["viggle.errors"] = "lua/viggle/errors.lua",
     ["viggle.loop"] = "lua/viggle/loop.lua",
     ["viggle.heap"] = "lua/viggle/heap.lua",
@@ -52,6 +53,7 @@ build = {
     ["viggle.preflight"] = "lua/viggle/preflight.lua",
     ["viggle.batch"] = "lua/viggle/batch.lua",
     ["viggle.journal"] = "lua/viggle/journal.lua",
+    ["viggle.cli_assets"] = "lua/viggle/cli_assets.lua",
   },
   install = {
     bin = { viggle = "bin/viggle" },

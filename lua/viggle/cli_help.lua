@@ -15,6 +15,10 @@ Commands:
   credits                   show the account's credit balance
   batch MANIFEST            run or resume a durable batch of renders
   batch status MANIFEST     show a batch's journal (no API calls)
+  characters list|get|create|delete|wait
+                            reusable characters (made once from an image)
+  scenes list|get|create|import|delete|wait
+                            reusable scenes (made once from a video, or a template)
   help [COMMAND]            show help for a command
 
 Environment:
@@ -141,6 +145,63 @@ Exit code: 0 only when every item's video is on disk; 3 an item failed,
 1 otherwise (uncertain, over the limit, a 402, errors).
 'status' prints the counts per state and each item's job id, state and
 output from the journal alone; --json prints it as one object.
+  characters = [==[
+Usage: viggle characters list [--limit N] [--offset N] [--all] [--json]
+       viggle characters get ID [--json]
+       viggle characters create --name NAME (--image FILE | --image-url URL) [--wait] [--json]
+       viggle characters delete ID... [--json]
+       viggle characters wait ID... [--interval S] [--timeout S] [--rate N] [--json]
+
+Reusable characters: made once from an image (1 credit), then rendered with
+'viggle render --character ID'. A new character is pending, then processing,
+then ready (or failed).
+  list                  a page of characters (ID, status, name); --all walks every page
+  --limit N             page size, 1-100 (default: the API's); --offset N where to start
+  get ID                every field of one character
+  create                preprocess an image into a character; prints its ID
+  --name NAME           the character's name (required)
+  --image FILE          the image (PNG/JPG), uploaded
+  --image-url URL       an image the server fetches
+  --wait                follow it until ready, with live progress (as 'viggle wait')
+  delete ID...          delete characters
+  wait ID...            follow characters until each is ready or failed
+  --interval S          seconds between polls (default 5)
+  --timeout S           give up after S seconds in all (default 1800)
+  --rate N              at most N status requests per second in all
+  --json                JSON output: one object per line (list: the page)
+Exit code: 0 done, 3 a character failed, 5 timed out, 1 other errors.
+]==],
+  scenes = [==[
+Usage: viggle scenes list [--limit N] [--offset N] [--all] [--json]
+       viggle scenes get ID [--json]
+       viggle scenes create --name NAME (--video FILE | --video-url URL)
+                            [--background MODE] [--model NAME] [--wait] [--json]
+       viggle scenes import --template ID --name NAME [--wait] [--json]
+       viggle scenes delete ID... [--json]
+       viggle scenes wait ID... [--interval S] [--timeout S] [--rate N] [--json]
+
+Reusable scenes: made once from a motion video (or imported from a
+template), then rendered with 'viggle render --scene ID'. A new scene is
+pending, then ready (or failed).
+  list                  a page of scenes (ID, status, name); --all walks every page
+  --limit N             page size, 1-100 (default: the API's); --offset N where to start
+  get ID                every field of one scene (size, fps, frames, segments...)
+  create                preprocess a video into a scene; prints its ID
+  --name NAME           the scene's name (required)
+  --video FILE          the motion video (MP4), uploaded
+  --video-url URL       a video the server fetches
+  --background MODE     original (default), solid, transparent
+  --model NAME          V4_Preview (default) or V3_Preview; fixed for the scene's life
+  import                a scene from a template (multi-character: see its segments)
+  --template ID         the template's id
+  --wait                follow it until ready, with live progress (as 'viggle wait')
+  delete ID...          delete scenes
+  wait ID...            follow scenes until each is ready or failed
+  --interval S          seconds between polls (default 5)
+  --timeout S           give up after S seconds in all (default 1800)
+  --rate N              at most N status requests per second in all
+  --json                JSON output: one object per line (list: the page)
+Exit code: 0 done, 3 a scene failed, 5 timed out, 1 other errors.
 ]==],
 }
 

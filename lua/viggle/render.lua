@@ -3,7 +3,6 @@
 --- them).
 local core = require("viggle.core")
 local errors = require("viggle.errors")
-local loop = require("viggle.loop")
 local http = require("viggle.http")
 local follow = require("viggle.follow")
 
@@ -11,7 +10,7 @@ local type, tostring, pairs, ipairs, error, next, tonumber = type, tostring, pai
 local format, concat, floor = string.format, table.concat, math.floor
 local E = errors.new
 local split_url, quote, check_opts, need_key = http.split_url, http.quote, http.check_opts, http.need_key
-local backoff, call_back = http.backoff, follow.call_back
+local call_back = follow.call_back
 local D = http.DEFAULTS
 
 local _M = {}
@@ -49,6 +48,10 @@ local function url_value(name, v)
   if scheme ~= "http" and scheme ~= "https" then return bad(name .. " must be an http(s) URL, got " .. quote(v)) end
   return { name = name, value = v }
 end
+
+-- What viggle.assets checks the same way (a preprocess is a multipart POST too).
+_M.file_part, _M.url_value, _M.IMAGE_TYPES = file_part, url_value, IMAGE_TYPES
+_M.BACKGROUND, _M.MODELS = BACKGROUND, MODELS
 
 local function colour(v)
   local parts = {}
@@ -145,34 +148,7 @@ function _M.check_params(params)
   return true
 end
 
--- Only what surely never reached the server is retried for a POST: a
--- refused connection, or a 429/503 that names when to come back.
-local function post_retryable(err)
-  if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
-  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
-end
-
--- Failures that prove the request never reached the server whole: nothing
--- was created, so sending it again cannot pay twice. (A failed send or a
--- local read error leaves a body the server cannot have accepted.)
-local NOT_SENT = {
-  COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true,
-  SSL_CONNECT_ERROR = true, PEER_FAILED_VERIFICATION = true, SSL_CERTPROBLEM = true, SSL_CIPHER = true,
-  SSL_CACERT_BADFILE = true, SEND_ERROR = true, READ_ERROR = true, SETUP_FAILED = true, IO_ERROR = true,
-  URL_MALFORMAT = true, UNSUPPORTED_PROTOCOL = true,
-}
-
--- True when a failed POST may have created a job: the request may have been
--- sent whole and no definite answer came back (a dropped connection, a
--- timeout, a 5xx or 408, an answer that could not be read).
-local function may_have_created(err)
-  if err.kind == "invalid_argument" or err.kind == "auth" and not err.status then return false end
-  if err.status and err.retry_after and (err.status == 429 or err.status == 503) then return false end
-  if err.status then return err.status >= 500 or err.status == 408 or (err.status < 300 and err.kind == "decode") end
-  return not NOT_SENT[err.code]
-end
-
---- client:render (see client.lua; a POST is retried only when post_retryable).
+--- client:render (see client.lua; the POST is retried only as http.post says).
 --- On failure err.uncertain is true when the POST may have created a job all
 --- the same (sent whole, no definite answer): sending it again could pay twice.
 ---@param params viggle.RenderParams
@@ -188,21 +164,9 @@ function _M.render(self, params, opts)
   local form
   form, err = render_form(params)
   if not form then return nil, err end
-  local attempt = 0
   local job
-  while true do
-    job, err = http.api(self, { method = "POST", path = "/api/render", form = form,
-                                timeout = opts.timeout or 0, low_speed_time = D.stall_timeout })
-    if job or attempt >= (opts.retries or self.retries) or not post_retryable(err) then break end
-    attempt = attempt + 1
-    local wait = err.retry_after or backoff(attempt, 0.5, 4)
-    if wait > D.post_max_wait then break end
-    loop.sleep(wait)
-  end
-  if not job then
-    err.uncertain = may_have_created(err) or nil
-    return nil, err
-  end
+  job, err = http.post(self, { path = "/api/render", form = form, timeout = opts.timeout }, opts.retries)
+  if not job then return nil, err end
   if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id", { uncertain = true }) end
   return job
 end
@@ -370,8 +334,12 @@ function _M.run(self, params, opts)
   -- Whatever can fail here must fail before the POST spends credits.
   local err = require("viggle.preflight").check(self, params, opts.output, { overwrite = opts.overwrite })
   if err then return nil, err end
+  -- characters and scenes still being made are waited for first: a failed one ends the run unpaid
+  local ready
+  ready, err = require("viggle.assets").ready_params(self, params, opts)
+  if not ready then return nil, err end
   local job
-  job, err = _M.render(self, params, { timeout = opts.upload_timeout })
+  job, err = _M.render(self, ready, { timeout = opts.upload_timeout })
   if not job then return nil, err end
   if opts.on_created then
     local cerr = call_back(opts.on_created, "on_created", job.job_id, job)

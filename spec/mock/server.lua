@@ -122,6 +122,22 @@ function Mock:job_state(id)
   return must(self, "GET", "/_mock/jobs/" .. id)
 end
 
+-- character(opts) / scene(opts) -> id of an asset made at once; opts: id,
+-- name, outcome (ready|failed|stuck), advance (poll|time), step,
+-- error_code, error_message, segments (see README.md)
+function Mock:character(opts)
+  return must(self, "POST", "/_mock/characters", opts or {}).ids[1]
+end
+function Mock:scene(opts)
+  return must(self, "POST", "/_mock/scenes", opts or {}).ids[1]
+end
+
+-- asset_state(kind, id) -> {asset=, stage=, polls=, view=} without advancing it
+-- (kind: "characters" or "scenes")
+function Mock:asset_state(kind, id)
+  return must(self, "GET", "/_mock/" .. kind .. "/" .. id)
+end
+
 -- fault(opts): queue one fault (match, method, kind, times, ...)
 function Mock:fault(opts)
   return must(self, "POST", "/_mock/faults", opts)
