@@ -258,13 +258,6 @@ end
 ---@return viggle.Error|nil err
 function Client:estimate(params, opts) return require("viggle.estimate").estimate(self, params, opts) end
 
---- GET /api/scenes/{id}: the scene (id, status, duration_seconds, ...), or nil, err.
----@param scene_id string
----@param opts {timeout: number?}|nil
----@return table|nil scene
----@return viggle.Error|nil err
-function Client:scene(scene_id, opts) return require("viggle.estimate").scene(self, scene_id, opts) end
-
 --- POST /api/scenes/import: a scene from a template (client.scenes:import).
 ---@param params {template_id: string, name: string}
 ---@param opts {timeout: number?, retries: integer?}|nil

@@ -3,9 +3,8 @@
 --- decoded), of a scene from GET /api/scenes/{id}; 1 credit per second of
 --- output, 2 in fast mode. A remote URL's duration is known only to the
 --- server: its cost is unknown (exact = false, credits = nil), never guessed.
---- Loaded on first use by client:estimate and client:scene.
+--- Loaded on first use by client:estimate.
 local errors = require("viggle.errors")
-local http = require("viggle.http")
 
 local type, tostring, error = type, tostring, error
 local byte, format, ceil = string.byte, string.format, math.ceil
@@ -84,25 +83,6 @@ function _M.mp4_duration(path)
   return duration / timescale
 end
 
---- GET /api/scenes/{id}: the scene (id, name, status, duration_seconds, fps,
---- ...), or nil, err.
----@param self viggle.Client
----@param scene_id string
----@param opts {timeout: number?}|nil
----@return table|nil scene
----@return viggle.Error|nil err
-function _M.scene(self, scene_id, opts)
-  local path, err = http.check_id(scene_id, "scene id")
-  if not path then return nil, err end
-  err = http.need_key(self)
-  if err then return nil, err end
-  local scene
-  scene, err = http.api(self, { path = "/api/scenes/" .. path, timeout = opts and opts.timeout })
-  if not scene then return nil, err end
-  if type(scene.data) == "table" then scene = scene.data end -- one example wraps it
-  return scene
-end
-
 --- What a render of `params` (those of client:render) will cost:
 --- {credits, seconds, exact, fast, source, reason}. `exact` is true when the
 --- duration is known (a local MP4, a scene); for a remote URL `credits` and
@@ -125,7 +105,7 @@ function _M.estimate(self, params, opts)
   elseif params.scene_id ~= nil then
     source = "scene_id"
     local scene
-    scene, err = _M.scene(self, params.scene_id, opts)
+    scene, err = self.scenes:get(params.scene_id, opts)
     if not scene then return nil, err end
     seconds = tonumber(scene.duration_seconds)
     if not seconds then
