@@ -184,7 +184,8 @@ describe("batches", function()
 
     it("refuses before the POST what would fail only after paying", function()
       local d = fresh()
-      local ok = { character_id = "c", driving_video = DEMO }
+      -- run follows a named character until ready before it renders: a real one
+      local ok = { character_id = m:character({ advance = "time", step = 0.001 }), driving_video = DEMO }
       write(d .. "/exists.mp4", "mine")
       refused(ok, { output = d .. "/exists.mp4" }, "invalid_argument", "exists %(pass overwrite = true")
       refused(ok, { output = d .. "/no/such/dir/o.mp4" }, "invalid_argument", "does not exist")

@@ -145,6 +145,7 @@ Exit code: 0 only when every item's video is on disk; 3 an item failed,
 1 otherwise (uncertain, over the limit, a 402, errors).
 'status' prints the counts per state and each item's job id, state and
 output from the journal alone; --json prints it as one object.
+]==],
   characters = [==[
 Usage: viggle characters list [--limit N] [--offset N] [--all] [--json]
        viggle characters get ID [--json]
