@@ -437,10 +437,38 @@ local function html_page(status)
     "</h1></center>\r\n<hr><center>mock-proxy</center>\r\n</body>\r\n</html>\r\n"
 end
 
+-- The body a fault gives: `body_base64` (any bytes) or `body`, with every
+-- "%KEY%" replaced by the key of the request's Authorization header (a
+-- server that echoes the key back), or nil when the fault has none.
+local function fault_body(f)
+  local body
+  if not is_null(f.body_base64) then body = ngx.decode_base64(tostring(f.body_base64))
+  elseif not is_null(f.body) then body = tostring(f.body) end
+  if body and body:find("%KEY%", 1, true) then
+    local key = (ngx.var.http_authorization or ""):match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)") or ""
+    body = body:gsub("%%KEY%%", function() return key end)
+  end
+  return body
+end
+
+-- kind "raw": these bytes as the whole answer (status line and headers
+-- included), `pad_header` bytes of one more header line, then the close.
+local function send_raw(f)
+  ngx.req.discard_body()
+  local sock = assert(ngx.req.socket(true))
+  local text = fault_body({ body = f.text, body_base64 = f.text_base64 }) or ""
+  local pad = tonumber(f.pad_header)
+  if pad then text = text .. "X-Pad: " .. string.rep("a", pad) .. "\r\n" .. (is_null(f.after) and "" or f.after) end
+  sock:send(text)
+  return ngx.exit(444)
+end
+
 -- answers a fault that does not need the normal answer; returns true if it answered
 local function fault_immediate(f)
   local kind = f.kind
-  if kind == "drop" then
+  if kind == "raw" then
+    return send_raw(f)
+  elseif kind == "drop" then
     return ngx.exit(444)
   elseif kind == "status" then
     local status = tonumber(f.status) or 500
@@ -449,9 +477,9 @@ local function fault_immediate(f)
     if not is_null(f.retry_after_date) then
       headers["Retry-After"] = ngx.http_time(ngx.time() + (tonumber(f.retry_after_date) or 0))
     end
-    local body
-    if not is_null(f.body) then
-      body = tostring(f.body)
+    if not is_null(f.location) then headers["Location"] = tostring(f.location) end
+    local body = fault_body(f)
+    if body then
       headers["Content-Type"] = is_null(f.content_type) and "application/json" or f.content_type
     else
       body = encode({ detail = REASONS[status] or ("HTTP " .. status) })
@@ -460,7 +488,7 @@ local function fault_immediate(f)
     send({ status = status, body = body, headers = headers })
     return true
   elseif kind == "malformed" then
-    send({ status = 200, body = is_null(f.body) and '{"job_id": "x", "status": ' or tostring(f.body),
+    send({ status = 200, body = fault_body(f) or '{"job_id": "x", "status": ',
       headers = { ["Content-Type"] = "application/json" } })
     return true
   elseif kind == "html" then
@@ -501,6 +529,21 @@ local function fault_wrap(f, res)
     ngx.sleep(tonumber(f.delay) or 5)
     ngx.print(body:sub(sent + 1))
     return ngx.exit(ngx.HTTP_OK)
+  elseif kind == "fields" then
+    -- the real JSON answer with the fields of `set` replaced by raw JSON
+    -- text ("1e400", "NaN", "{}", "\"%KEY%\"", ...), each put in as given
+    local v = type(res.body) == "string" and cjson.decode(res.body)
+    if type(v) ~= "table" or type(f.set) ~= "table" then return send(res) end
+    local raw, n = {}, 0
+    for name, text in pairs(f.set) do
+      n = n + 1
+      v[name] = "\1mock-raw-" .. n .. "\1"
+      raw[n] = fault_body({ body = text })
+    end
+    if type(v.chunks) == "table" and next(v.chunks) == nil then v.chunks = EMPTY_ARRAY end
+    local body = encode(v):gsub('"\\u0001mock%-raw%-(%d+)\\u0001"', function(i) return raw[tonumber(i)] end)
+    res.body = body
+    return send(res)
   elseif kind == "huge" then
     local body = res.body or "{}"
     if body:sub(1, 1) ~= "{" then body = "{}" end
@@ -1036,7 +1079,7 @@ end
 
 local VALID_KINDS = {
   status = true, malformed = true, truncated = true, slow = true, drop = true,
-  huge = true, html = true, stall = true, throttle = true,
+  huge = true, html = true, stall = true, throttle = true, fields = true, raw = true,
 }
 
 local function route_control(method, uri)
