@@ -1119,11 +1119,18 @@ local function route_control(method, uri)
     elseif method == "POST" then
       local f, err = read_json()
       if not f then return bad(err) end
-      if type(f.match) ~= "string" or f.match == "" then return bad("match (a path, or a prefix ending in *) is required") end
-      if not VALID_KINDS[f.kind] then return bad("unknown kind: " .. tostring(f.kind)) end
-      f.times = tonumber(f.times) or 1
-      if f.times == 0 then return bad("times must be >= 1 or -1") end
-      local n = add_fault(f)
+      -- {"faults": [...]} queues several at once, in order
+      local list = type(f.faults) == "table" and f.faults or { f }
+      for _, one in ipairs(list) do
+        if type(one.match) ~= "string" or one.match == "" then
+          return bad("match (a path, or a prefix ending in *) is required")
+        end
+        if not VALID_KINDS[one.kind] then return bad("unknown kind: " .. tostring(one.kind)) end
+        one.times = tonumber(one.times) or 1
+        if one.times == 0 then return bad("times must be >= 1 or -1") end
+      end
+      local n
+      for _, one in ipairs(list) do n = add_fault(one) end
       return json_response(200, { ok = true, queued = n })
     end
     return method_not_allowed("GET, POST, DELETE")
