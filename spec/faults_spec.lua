@@ -49,10 +49,10 @@ describe("the fault table", function()
       res, err = results[1], results[1]
       if viggle.is_error(res) then res = nil else err = nil end
       assert.are.equal(viggle.is_error(results[1]), viggle.is_error(results[2]))
-    elseif op == "render" then res, err = c:render({ ref_image = png, driving_video = demo }, { timeout = 0.5 })
-    elseif op == "cancel" then res, err = c:cancel(t[3], { timeout = 0.5 })
+    elseif op == "render" then res, err = c:render({ ref_image = png, driving_video = demo }, { timeout = 1 })
+    elseif op == "cancel" then res, err = c:cancel(t[3], { timeout = 1 })
     else
-      res, err = c:download(cdn .. t[1], dir .. "/video.mp4", { overwrite = true, resume = false, timeout = 0.5 })
+      res, err = c:download(cdn .. t[1], dir .. "/video.mp4", { overwrite = true, resume = false, timeout = 1 })
     end
     if res then return "ok" end
     assert.is_true(viggle.is_error(err), tostring(err))
@@ -64,7 +64,7 @@ describe("the fault table", function()
       local base, cdn
       setup(function() -- the jobs and every operation's fault, at once
         m:reset()
-        m:jobs({ id = "job", count = 6 })
+        m:jobs({ id = "job", count = 6, statuses = { "processing", "complete" } }) -- complete at the 2nd poll
         base, cdn = m.base_url, m.cdn_base
         if f[3] == nil then -- refused: a port nothing listens on
           base, cdn = "http://127.0.0.1:1", "http://127.0.0.1:1"
@@ -90,7 +90,7 @@ describe("the fault table", function()
       for _, op in ipairs(T.ops) do
         local want = f[4][op]
         it(op .. ": " .. want, function()
-          local c = assert(viggle.new({ base_url = base, api_key = KEY, timeout = 0.5, retries = 1, max_body = 65536 }))
+          local c = assert(viggle.new({ base_url = base, api_key = KEY, timeout = 1, retries = 1, max_body = 65536 }))
           local exchange, sent = http.exchange, 0
           http.exchange = function(...)
             sent = sent + 1

@@ -454,7 +454,7 @@ end
 -- kind "raw": these bytes as the whole answer (status line and headers
 -- included), `pad_header` bytes of one more header line, then the close.
 local function send_raw(f)
-  ngx.req.discard_body()
+  ngx.req.read_body() -- all of it: the client is not cut off while still sending
   local sock = assert(ngx.req.socket(true))
   local text = fault_body({ body = f.text, body_base64 = f.text_base64 }) or ""
   local pad = tonumber(f.pad_header)
