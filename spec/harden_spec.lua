@@ -150,9 +150,9 @@ describe("hardening", function()
         m:reset()
         m:config({ keys = { KEY } })
         local ids = { m:job({ id = "job_a", outcome = "stuck" }), m:job({ id = "job_b", outcome = "stuck" }),
-                      m:job({ id = "job_c" }) }
+                      m:job({ id = "job_c", statuses = { "processing", "complete" } }) }
         m:fault({ match = "/api/render/job_a", kind = "fields", times = -1, set = { progress_pct = v, checkpoint = v } })
-        local results, summary = c:await_all(ids, { interval = 0.05, timeout = 0.5, concurrency = 1,
+        local results, summary = c:await_all(ids, { interval = 0.05, timeout = 0.8, concurrency = 1,
                                                     on_progress = function() end })
         for i = 1, 2 do
           assert.is_true(viggle.is_error(results[i]), v .. ": " .. tostring(results[i]))
