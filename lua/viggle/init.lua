@@ -16,7 +16,7 @@ local _M = {
   errors = errors,
   is_error = errors.is,
   spawn = loop.spawn,
-  run = loop.run,
+  on_task_error = loop.on_task_error,
   step = loop.step,
   sleep = loop.sleep,
   configure = loop.configure,
@@ -24,6 +24,19 @@ local _M = {
   null = core.null,
   TERMINAL = client.TERMINAL,
 }
+
+--- Runs the scheduler until every task has ended (see loop.run). It takes
+--- no arguments: render, wait and download in one call is client:run.
+---@return boolean ok
+---@return any err
+function _M.run(...)
+  if select("#", ...) > 0 then
+    error("viggle.run runs the scheduler (until every task ends) and takes no arguments; "
+      .. "to render, await and download in one call use client:run(params, opts), "
+      .. "e.g. assert(viggle.new()):run({ ref_image = ..., driving_video = ... }, { output = \"out.mp4\" })", 2)
+  end
+  return loop.run()
+end
 
 --- Makes a client; see README.md for the options.
 _M.new = client.new

@@ -120,6 +120,10 @@ function _M.setup(opts)
     local uv = vim.uv or vim.loop
     driver = require("viggle.uv").install(uv, { schedule = vim.schedule, max_connects = opts.max_connects })
     patch_wait(driver)
+    -- a task that raised and that nobody waits for: said, never lost
+    viggle.on_task_error(function(err)
+      vim.schedule(function() notify("a task raised an error: " .. tostring(err), vim.log.levels.ERROR) end)
+    end)
   end
   if opts.command ~= false and vim.api.nvim_create_user_command then
     vim.api.nvim_create_user_command("Viggle", command, {

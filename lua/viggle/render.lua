@@ -135,10 +135,11 @@ local function render_form(p)
 end
 
 -- Only what surely never reached the server is retried for a POST: a
--- refused connection, or a 429/503 that names when to come back.
+-- refused connection, a 429 (the request was not taken), or a 503 that names
+-- when to come back.
 local function post_retryable(err)
   if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
-  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
+  return err.status == 429 or err.status == 503 and err.retry_after ~= nil
 end
 
 --- client:render (see client.lua; a POST is retried only when post_retryable).
@@ -162,8 +163,12 @@ function _M.render(self, params, opts)
                                 timeout = opts.timeout or 0, low_speed_time = D.stall_timeout })
     if job or attempt >= (opts.retries or self.retries) or not post_retryable(err) then break end
     attempt = attempt + 1
-    local wait = err.retry_after or backoff(attempt, 0.5, 4)
+    local wait = err.retry_after or backoff(attempt, 1, 8)
     if wait > D.post_max_wait then break end
+    if opts.on_retry then
+      local cerr = call_back(opts.on_retry, "on_retry", nil, err, wait)
+      if cerr then return nil, cerr end
+    end
     loop.sleep(wait)
   end
   if not job then return nil, err end
@@ -294,15 +299,17 @@ end
 ---@return string|viggle.Error|nil path_or_err the downloaded file (with opts.output), or the error
 ---@param self viggle.Client
 function _M.run(self, params, opts)
-  opts = check_opts(opts, "run")
-  local job, err = _M.render(self, params, { timeout = opts.upload_timeout })
+  opts = check_opts(opts, "run", self)
+  local await_opts = {}
+  for k in pairs(http.OPTIONS.await) do await_opts[k] = opts[k] end
+  local job, err = _M.render(self, params, { timeout = opts.upload_timeout, on_retry = opts.on_retry })
   if not job then return nil, err end
   if opts.on_created then
     local cerr = call_back(opts.on_created, "on_created", job.job_id, job)
     if cerr then return nil, cerr end
   end
   local done
-  done, err = self:await(job.job_id, opts)
+  done, err = self:await(job.job_id, await_opts)
   if not done then return nil, err end
   if not opts.output then return done end
   local path
