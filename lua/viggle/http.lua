@@ -137,15 +137,18 @@ local function distance(a, b)
 end
 
 --- The valid name closest to `name` among the keys of `names`, or nil when
---- none is close (at most a third of the letters differ).
+--- none is close (a third of the letters differ at most, or the first four
+--- are the same).
 ---@param name string
 ---@param names table name -> anything
 ---@return string|nil
 function _M.closest(name, names)
   local best, best_d
+  name = name:lower()
   for k in pairs(names) do
-    local d = distance(name:lower(), k)
-    if d <= max(2, floor(#k / 3)) and (not best_d or d < best_d or d == best_d and k < best) then
+    local d = distance(name, k)
+    local close = d <= max(2, floor(#k / 3)) or #name >= 4 and k:sub(1, 4) == name:sub(1, 4)
+    if close and (not best_d or d < best_d or d == best_d and k < best) then
       best, best_d = k, d
     end
   end
