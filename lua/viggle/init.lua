@@ -10,6 +10,7 @@ local core = require("viggle.core")
 local client = require("viggle.client")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
+local http = require("viggle.http")
 
 local _M = {
   VERSION = core.version,
@@ -22,6 +23,7 @@ local _M = {
   configure = loop.configure,
   now = core.now,
   null = core.null,
+  raw = http.raw,
   TERMINAL = client.TERMINAL,
 }
 
