@@ -150,8 +150,9 @@ describe("README.md examples", function()
     n = n + 1
     local dir = work .. "/" .. n
     os.execute("mkdir -p " .. q(dir))
-    for _, f in ipairs(IMAGES) do os.execute("cp " .. q(mock_server.dir .. "/files/character.png") .. " " .. q(dir .. "/" .. f)) end
-    for _, f in ipairs(VIDEOS) do os.execute("cp " .. q(mock_server.dir .. "/files/demo.mp4") .. " " .. q(dir .. "/" .. f)) end
+    local files = mock_server.dir .. "/files/"
+    for _, f in ipairs(IMAGES) do os.execute("cp " .. q(files .. "character.png") .. " " .. q(dir .. "/" .. f)) end
+    for _, f in ipairs(VIDEOS) do os.execute("cp " .. q(files .. "demo.mp4") .. " " .. q(dir .. "/" .. f)) end
     return dir
   end
 
