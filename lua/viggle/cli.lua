@@ -424,7 +424,8 @@ function _M.main(args)
     return cmd and EXIT.ok or EXIT.usage
   end
   if cmd == "--version" or cmd == "version" then
-    stdout:write(format("viggle %s (libcurl %s, %s, %s)\n", viggle.VERSION, core.curl_version, core.ssl_version, _VERSION))
+    stdout:write(format("viggle %s (libcurl %s, %s, %s)\n", viggle.VERSION, core.curl_version, core.ssl_version,
+      type(jit) == "table" and jit.version or _VERSION))
     return EXIT.ok
   end
   if cmd == "help" then
