@@ -64,7 +64,7 @@ end
 -- all: refused, unknown host, reset; TLS failures end a follow at once) since f.unreachable_since.
 local function unreachable(f, cause)
   local t = now() - f.unreachable_since
-  return E("network", format("the API could not be reached for %.0fs: %s", t, tostring(cause.message)),
+  return E("network", format("the API could not be reached for %.1f s: %s", t, tostring(cause.message)),
     { job_id = f.id, code = cause.code, cause = cause, job = f.last, retryable = true })
 end
 

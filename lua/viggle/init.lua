@@ -29,6 +29,7 @@ local _M = {
 
 --- Runs the scheduler until every task has ended (see loop.run). It takes
 --- no arguments: render, wait and download in one call is client:run.
+---@param ... nil none: given any, it raises and points to client:run
 ---@return boolean ok
 ---@return any err
 function _M.run(...)

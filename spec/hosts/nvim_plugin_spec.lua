@@ -29,13 +29,13 @@ describe("Neovim plugin install (checkout copy + make nvim, on runtimepath)", fu
     assert(brc == 0, build_out)
     m = assert(mock_server.start())
     m:job({ id = "job_plugin", advance = "time", step = 0.05 })
-    local out = dir .. "/result.json"
+    local result = dir .. "/result.json"
     local cmd = string.format("cd %s && env -u LUA_PATH -u LUA_CPATH VIGGLE_PLUGIN=%s VIGGLE_NVIM_OUT=%s "
       .. "VIGGLE_NVIM_ID=job_plugin VIGGLE_BASE_URL=%s VIGGLE_API_KEY=sk-test-valid timeout -k 5 60 %s --headless "
-      .. "--clean -u NONE -i NONE -n -c %s </dev/null >%s 2>&1", q(dir), q(plugin), q(out), q(m.base_url), q(NVIM),
+      .. "--clean -u NONE -i NONE -n -c %s </dev/null >%s 2>&1", q(dir), q(plugin), q(result), q(m.base_url), q(NVIM),
       q("luafile " .. support.root .. "/spec/hosts/nvim_plugin_init.lua"), q(dir .. "/nvim.log"))
     os.execute(cmd)
-    local text = read_file(out)
+    local text = read_file(result)
     assert(text, "nvim wrote no results; its output:\n" .. (read_file(dir .. "/nvim.log") or ""))
     R = cjson.decode(text)
   end)
