@@ -42,6 +42,7 @@ describe("options", function()
       { "configure", function() viggle.configure({ max_host_conections = 2 }) end, "max_host_conections",
         "max_host_connections" },
     }
+    -- (viggle.uv's install: in spec/uv_spec.lua, which owns luv: a second copy of luv in one process crashes)
     for _, case in ipairs(cases) do
       local what, fn, bad, good = case[1], case[2], case[3], case[4]
       assert.are.equal(string.format("unknown option '%s' to '%s' (did you mean '%s'?)", bad, what, good),

@@ -70,6 +70,12 @@ describe("viggle.uv (luv host loop)", function()
     assert.are.equal(bad, reported[1][2])
   end)
 
+  it("refuses an unknown option to install, naming the closest one", function()
+    local ok, err = pcall(require("viggle.uv").install, uv, { max_conects = 2 })
+    assert.is_false(ok)
+    assert.matches("unknown option 'max_conects' to 'install' %(did you mean 'max_connects'%?%)", err)
+  end)
+
   it("by default a task that raises under uv is reported on stderr", function()
     local support = require("spec.support")
     local dir = assert(support.tempdir("viggle-uv"))

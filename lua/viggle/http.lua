@@ -118,6 +118,8 @@ _M.OPTIONS = {
   run = with(AWAIT, { output = "string", overwrite = "boolean", mask = "boolean", on_download = "function",
                       on_created = "function", upload_timeout = "number" }),
   configure = { max_host_connections = "count", max_connects = "count" },
+  install = { schedule = "function", wait = "function", max_connects = "count" }, -- viggle.uv
+  setup = { max_connects = "count", command = "boolean", client = "table" },      -- viggle.nvim
 }
 local OPTIONS = _M.OPTIONS
 

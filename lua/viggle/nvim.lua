@@ -112,8 +112,7 @@ end
 ---@param opts viggle.NvimOptions|nil
 ---@return table viggle the viggle module (require("viggle"))
 function _M.setup(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("bad argument #1 to 'setup' (table expected)", 2) end
+  opts = require("viggle.http").check_opts(opts, "setup")
   viggle = require("viggle")
   if opts.client ~= nil then command_client = opts.client end
   if not driver then
