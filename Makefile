@@ -24,8 +24,8 @@ SANFLAGS ?=
 
 BUILD := build/$(LUA)
 SO := $(BUILD)/viggle/core.so
-SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/json.c
-HDRS := csrc/vg.h csrc/vg_compat.h
+SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c
+HDRS := csrc/vg.h csrc/vg_compat.h csrc/buf.h
 
 # Each interpreter's C module in a directory of its own: LuaJIT's build goes
 # under lib/luajit/5.1, apart from Lua 5.1's lib/lua/5.1 (both speak the 5.1
@@ -40,7 +40,7 @@ endif
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan nvim
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan fuzz nvim
 
 all: $(SO)
 
@@ -108,3 +108,15 @@ valgrind: $(SO)
 
 asan:
 	@bash tools/memcheck.sh asan
+
+# libFuzzer harnesses (fuzz/), each run FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# Mutation testing: plants each bug of tools/mutants.txt in a scratch copy and
+# runs the specs (Lua 5.4) against it; prints each verdict and the score.
+#   make mutate JOBS=2 MUTATE_ONLY=heap MUTATE_SPECS="spec/status_spec.lua" MUTATE_TIMEOUT=120
+.PHONY: mutate
+mutate:
+	@JOBS="$(or $(JOBS),2)" lua5.4 tools/mutate.lua
