@@ -6,7 +6,9 @@
 --   LUA_PATH and LUA_CPATH of README's "From a checkout" paragraph (read from
 --   README.md itself), VIGGLE_BASE_URL and VIGGLE_API_KEY set to the mock, in
 --   a fresh directory holding the input files the examples name: dancer.png,
---   me.png, character.png (an image), moves.mp4, dance.mp4, demo.mp4 (a video).
+--   me.png, character.png (an image), moves.mp4, dance.mp4, demo.mp4 (a video),
+--   spec/mock/files/ (the mock's files), shots.jsonl (a batch manifest of two
+--   renders into out/, which exists).
 -- * `viggle` is always given (`local viggle = require("viggle")`). A first line
 --   `-- needs: a, b` asks for more, from NEEDS below: client, id, id1, id2, ids,
 --   job, running_id, failed_id. They are put on that first line, so line numbers in
@@ -153,6 +155,11 @@ describe("README.md examples", function()
     local files = mock_server.dir .. "/files/"
     for _, f in ipairs(IMAGES) do os.execute("cp " .. q(files .. "character.png") .. " " .. q(dir .. "/" .. f)) end
     for _, f in ipairs(VIDEOS) do os.execute("cp " .. q(files .. "demo.mp4") .. " " .. q(dir .. "/" .. f)) end
+    -- the mock's own files under their checkout path, and a batch manifest
+    os.execute("mkdir -p " .. q(dir .. "/spec/mock") .. " " .. q(dir .. "/out") .. " && cp -r " .. q(files) .. " " .. q(dir .. "/spec/mock/files"))
+    write_file(dir .. "/shots.jsonl",
+      '{"key": "shot-1", "ref_image": "dancer.png", "driving_video": "moves.mp4", "output": "out/shot-1.mp4"}\n'
+      .. '{"key": "shot-2", "ref_image": "me.png", "driving_video": "dance.mp4", "output": "out/shot-2.mp4"}\n')
     return dir
   end
 
