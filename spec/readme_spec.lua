@@ -156,7 +156,8 @@ describe("README.md examples", function()
     for _, f in ipairs(IMAGES) do os.execute("cp " .. q(files .. "character.png") .. " " .. q(dir .. "/" .. f)) end
     for _, f in ipairs(VIDEOS) do os.execute("cp " .. q(files .. "demo.mp4") .. " " .. q(dir .. "/" .. f)) end
     -- the mock's own files under their checkout path, and a batch manifest
-    os.execute("mkdir -p " .. q(dir .. "/spec/mock") .. " " .. q(dir .. "/out") .. " && cp -r " .. q(files) .. " " .. q(dir .. "/spec/mock/files"))
+    os.execute("mkdir -p " .. q(dir .. "/spec/mock") .. " " .. q(dir .. "/out") .. " && cp -r " .. q(files) .. " "
+      .. q(dir .. "/spec/mock/files"))
     write_file(dir .. "/shots.jsonl",
       '{"key": "shot-1", "ref_image": "dancer.png", "driving_video": "moves.mp4", "output": "out/shot-1.mp4"}\n'
       .. '{"key": "shot-2", "ref_image": "me.png", "driving_video": "dance.mp4", "output": "out/shot-2.mp4"}\n')
