@@ -62,9 +62,6 @@ describe("options (and render's retries of a 429)", function()
   it("non-finite and negative numbers raise (NaN would mean no timeout, math.huge no cap)", function()
     local nan = 0 / 0
     for _, case in ipairs({
-      { function() viggle.new({ base_url = m.base_url, timeout = nan }) end, "timeout", "new" },
-      { function() viggle.new({ base_url = m.base_url, max_body = math.huge }) end, "max_body", "new" },
-      { function() viggle.new({ base_url = m.base_url, retries = 1.5 }) end, "retries", "new" },
       { function() c:await("job_x", { timeout = -1 }) end, "timeout", "await" },
       { function() c:await("job_x", { interval = math.huge }) end, "interval", "await" },
       { function() c:await_all({ "job_x" }, { rate = 0 }) end, "rate", "await_all" },
@@ -75,6 +72,13 @@ describe("options (and render's retries of a 429)", function()
       assert.matches(string.format("bad option '%s' to '%s' %%(", case[2], case[3]), raised(case[1]) or "nothing")
     end
     assert.are.equal(0, #m:log())
+    -- viggle.new returns its refusals (invalid_argument), as it does for a bad base_url
+    for k, v in pairs({ timeout = nan, connect_timeout = math.huge, max_body = math.huge, retries = 1.5 }) do
+      local cl, err = viggle.new({ base_url = m.base_url, [k] = v })
+      assert.is_nil(cl)
+      assert.are.equal("invalid_argument", err.kind)
+      assert.matches("^" .. k .. " must be a finite ", err.message)
+    end
   end)
 
   it("refuses an interval under a second unless the base_url is a loopback address", function()

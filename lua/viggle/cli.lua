@@ -92,7 +92,8 @@ local function exit_code(r)
   if not viggle.is_error(r) then return EXIT.ok end
   if FAILED[r.kind] then return EXIT.failed end
   if r.kind == "job_cancelled" then return EXIT.cancelled end
-  if r.kind == "timeout" and r.job then return EXIT.timeout end
+  -- a wait that reached its deadline (not one request that timed out)
+  if r.kind == "timeout" and (r.job or r.retryable == false) then return EXIT.timeout end
   return EXIT.error
 end
 
@@ -123,7 +124,9 @@ end
 local function error_json(id, e, key)
   local doc = to_json({ [key or "job_id"] = id,
                         error = { kind = e.kind, code = e.code, message = e.message, status = e.status } })
-  if type(e.job) == "table" then doc = doc:sub(1, -2) .. ',"job":' .. answer_json(e.job) .. "}" end
+  if type(e.job) == "table" and (key or "job_id") == "job_id" then
+    doc = doc:sub(1, -2) .. ',"job":' .. answer_json(e.job) .. "}"
+  end
   return doc
 end
 
@@ -285,7 +288,9 @@ local function wait_jobs(c, ids, opts, key)
     local r = results[i]
     if viggle.is_error(r) then stderr:write(tostring(r), "\n") end
     if opts.json then
-      stdout:write(viggle.is_error(r) and error_json(id, r, key) or answer_json(r), "\n")
+      -- a job: the API's own text; an asset: its table (the client names its id field)
+      local doc = key == "job_id" and answer_json or to_json
+      stdout:write(viggle.is_error(r) and error_json(id, r, key) or doc(r), "\n")
     elseif not viggle.is_error(r) and r.cdn_url then
       if #ids == 1 then stdout:write("video: ", r.cdn_url, "\n") else stdout:write(id, " ", r.cdn_url, "\n") end
     end

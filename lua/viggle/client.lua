@@ -8,7 +8,8 @@ local errors = require("viggle.errors")
 local http = require("viggle.http")
 local follow = require("viggle.follow")
 
-local type, setmetatable = type, setmetatable
+local type, setmetatable, ipairs, tostring = type, setmetatable, ipairs, tostring
+local huge, floor = math.huge, math.floor
 local format = string.format
 local getenv = os.getenv
 local E = errors.new
@@ -107,6 +108,18 @@ local function check_new(opts)
   end
   if opts.user_agent ~= nil and (type(opts.user_agent) ~= "string" or opts.user_agent:find("%c")) then
     return nil, E("invalid_argument", "user_agent must be a string without control characters")
+  end
+  if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then
+    return nil, E("invalid_argument", "ca_file must be a file path")
+  end
+  -- NaN would mean no timeout, math.huge no cap: only finite numbers
+  for _, k in ipairs({ "timeout", "connect_timeout", "max_body", "retries" }) do
+    local v = opts[k]
+    local whole = k == "max_body" or k == "retries"
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == huge or whole and v ~= floor(v)) then
+      return nil, E("invalid_argument", format("%s must be a finite %s >= 0, got %s", k,
+        whole and "whole number" or "number", tostring(v)))
+    end
   end
   return (base:gsub("/+$", "")), key
 end

@@ -105,8 +105,9 @@ local function with(base, more)
   return t
 end
 _M.OPTIONS = {
-  new = { api_key = "string", base_url = "string", timeout = "number", connect_timeout = "number",
-          ca_file = "string", max_body = "count", retries = "count", user_agent = "string",
+  -- (viggle.new checks its values itself: a bad one is returned as invalid_argument)
+  new = { api_key = "any", base_url = "any", timeout = "any", connect_timeout = "any",
+          ca_file = "any", max_body = "any", retries = "any", user_agent = "any",
           on_request = "function" },
   status = { timeout = "number", retries = "count", max_retry_wait = "number" },
   cancel = { timeout = "number" },
@@ -124,8 +125,8 @@ _M.OPTIONS = {
   get = { timeout = "number", retries = "count" },
   delete = { timeout = "number", retries = "count" },
   import = { timeout = "number", retries = "count" },
-  list = { timeout = "number", retries = "count", limit = "count", offset = "count" },
-  each = { timeout = "number", retries = "count", limit = "count", offset = "count" },
+  list = { timeout = "number", retries = "count", limit = "any", offset = "any" }, -- (assets checks their range)
+  each = { timeout = "number", retries = "count", limit = "any", offset = "any" },
   install = { schedule = "function", wait = "function", max_connects = "count" }, -- viggle.uv
   setup = { max_connects = "count", command = "boolean", client = "table" },      -- viggle.nvim
 }
