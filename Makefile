@@ -27,12 +27,20 @@ SO := $(BUILD)/viggle/core.so
 SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c
 HDRS := csrc/vg.h csrc/vg_compat.h csrc/buf.h
 
+# Each interpreter's C module in a directory of its own: LuaJIT's build goes
+# under lib/luajit/5.1, apart from Lua 5.1's lib/lua/5.1 (both speak the 5.1
+# ABI, and one must not replace the other). bin/viggle-$(LUA) is a launcher
+# that knows these paths; bin/viggle runs the newest installed one.
 PREFIX ?= /usr/local
+ifeq ($(LUA),jit)
+LUA_LIBDIR ?= $(PREFIX)/lib/luajit/5.1
+else
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+endif
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan fuzz
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan fuzz nvim
 
 all: $(SO)
 
@@ -61,11 +69,26 @@ install: $(SO)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/viggle $(DESTDIR)$(LUA_SHAREDIR)/viggle $(DESTDIR)$(BINDIR)
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/viggle/core.so
 	install -m 0644 lua/viggle/*.lua $(DESTDIR)$(LUA_SHAREDIR)/viggle/
-	sed '1s|.*|#!$(shell command -v $(LUA_BIN))|' bin/viggle > $(DESTDIR)$(BINDIR)/viggle
-	chmod 0755 $(DESTDIR)$(BINDIR)/viggle
+	sed -e '1s|.*|#!$(shell command -v $(LUA_BIN))|' \
+	  -e 's|^local installed = nil.*|local installed = { "$(LUA_SHAREDIR)/?.lua;$(LUA_SHAREDIR)/?/init.lua", "$(LUA_LIBDIR)/?.so" }|' \
+	  bin/viggle > $(DESTDIR)$(BINDIR)/viggle-$(LUA)
+	chmod 0755 $(DESTDIR)$(BINDIR)/viggle-$(LUA)
+	install -m 0755 tools/viggle.sh $(DESTDIR)$(BINDIR)/viggle
 
+# Removes this interpreter's module and launcher; the Lua files and bin/viggle
+# stay while another interpreter's launcher needs them.
 uninstall:
-	rm -rf $(DESTDIR)$(LUA_LIBDIR)/viggle $(DESTDIR)$(LUA_SHAREDIR)/viggle $(DESTDIR)$(BINDIR)/viggle
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/viggle $(DESTDIR)$(BINDIR)/viggle-$(LUA)
+	@if ! grep -ls '$(LUA_SHAREDIR)/' $(DESTDIR)$(BINDIR)/viggle-* >/dev/null 2>&1; then \
+	  rm -rf $(DESTDIR)$(LUA_SHAREDIR)/viggle; fi
+	@if ! ls $(DESTDIR)$(BINDIR)/viggle-* >/dev/null 2>&1; then rm -f $(DESTDIR)$(BINDIR)/viggle; fi
+
+# Neovim plugin layout: the LuaJIT build where Neovim's package loader finds
+# it from 'runtimepath' (lua/viggle/core.so; gitignored). A plugin manager's
+# build step: lazy.nvim `build = "make nvim"`, packer `run = "make nvim"`.
+nvim:
+	$(MAKE) LUA=jit
+	cp build/jit/viggle/core.so lua/viggle/core.so
 
 clean:
 	rm -rf build bench/out

@@ -76,9 +76,11 @@ describe("the viggle CLI's characters and scenes", function()
     local id = out:match("^(char_%w+)\n$")
     assert.truthy(id, out)
     assert.are.equal("character.png", m:log()[1].form.image.filename)
-    rc, out = viggle("characters create --name Bo --image-url https://x/b.png --wait --interval 0.05")
+    local err
+    local _
+    rc, _, err = viggle("characters create --name Bo --image-url https://x/b.png --wait --interval 0.05")
     assert.are.equal(0, rc)
-    local l = lines(out)
+    local l = lines(err) -- people's lines: stderr
     assert.matches("^started char_", l[1])
     assert.matches("pending", l[2])
     assert.matches("processing", l[3])
@@ -138,10 +140,11 @@ describe("the viggle CLI's characters and scenes", function()
 
   it("wait exits 3 when an asset failed, 5 when it timed out", function()
     local bad = m:character({ outcome = "failed", error_code = "CS-ORIV-007", error_message = "unreadable" })
-    local rc, out, err = viggle("characters wait " .. bad .. " --interval 0.05")
+    local rc, _, err = viggle("characters wait " .. bad .. " --interval 0.05")
     assert.are.equal(3, rc)
-    assert.matches("failed", lines(out)[#lines(out)])
+    assert.matches("failed", lines(err)[#lines(err) - 1]) -- the progress line, then the error
     assert.matches("asset_failed: unreadable %(CS%-ORIV%-007, character " .. bad, err)
+    local out
     rc, out = viggle("characters wait " .. bad .. " --json")
     assert.are.equal(3, rc)
     assert.are.same({ character_id = bad, error = { kind = "asset_failed", code = "CS-ORIV-007", message = "unreadable" } },

@@ -39,12 +39,14 @@ describe("rockspec/viggle-scm-1.rockspec", function()
     p:close()
   end)
 
-  it("is built and installed by luarocks make, and the installed copy loads", function()
+  it("is built and installed by luarocks make, which takes Debian's lua-cjson as the dependency", function()
     local tree = os.tmpname()
     os.remove(tree)
-    local rc, out = sh(string.format("luarocks --lua-version=%s --tree=%s make --deps-mode=none "
-      .. "rockspec/viggle-scm-1.rockspec", ABI, tree))
+    -- no --deps-mode=none: the dependency is checked, and met by the system copy
+    local rc, out = sh(string.format("LUAROCKS_CONFIG=rockspec/system-lua-cjson.lua luarocks --lua-version=%s "
+      .. "--tree=%s make rockspec/viggle-scm-1.rockspec", ABI, tree))
     assert.are.equal(0, rc, out)
+    assert.is_nil(out:find("Could not satisfy", 1, true), out)
     rc, out = sh(string.format([[cd / && LUA_PATH='%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;;' ]]
       .. [[LUA_CPATH='%s/lib/lua/%s/?.so;;' %s -e 'local v = require("viggle") ]]
       .. [[local c = assert(v.new{base_url = "http://127.0.0.1:9"}) io.write(v.VERSION, " ", ]]
@@ -56,5 +58,64 @@ describe("rockspec/viggle-scm-1.rockspec", function()
     rc = sh(string.format("test -x %s/bin/viggle", tree))
     assert.are.equal(0, rc)
     os.execute("rm -rf " .. tree)
+  end)
+
+  it("without that configuration LuaRocks does not see Debian's lua-cjson (why the file exists)", function()
+    local tree = os.tmpname()
+    os.remove(tree)
+    local rc, out = sh(string.format("LUAROCKS_CONFIG=/dev/null timeout 60 luarocks --lua-version=%s --tree=%s "
+      .. "--only-server=file:///nonexistent make rockspec/viggle-scm-1.rockspec", ABI, tree))
+    os.execute("rm -rf " .. tree)
+    assert.are_not.equal(0, rc)
+    assert.matches("lua%-cjson", out)
+  end)
+end)
+
+describe("make install", function()
+  -- the running interpreter and the one that shares (or not) its ABI directory
+  local this = support.build
+  local other = (this == "jit") and "5.1" or "jit"
+  local prefix
+
+  setup(function()
+    prefix = assert(support.tempdir("viggle-install"))
+    for _, v in ipairs({ this, other }) do
+      local rc, out = sh(string.format("make -s install LUA=%s PREFIX=%s", v, support.q(prefix)))
+      assert(rc == 0, out)
+    end
+  end)
+  teardown(function() if prefix then os.execute("rm -rf " .. support.q(prefix)) end end)
+
+  it("keeps each interpreter's module in a directory of its own (LuaJIT apart from 5.1)", function()
+    local function so(v)
+      return prefix .. (v == "jit" and "/lib/luajit/5.1" or "/lib/lua/" .. v) .. "/viggle/core.so"
+    end
+    for _, v in ipairs({ this, other }) do
+      assert.is_true(support.exists(so(v)), so(v))
+      assert.are.equal(support.read_file(support.build_dir(v) .. "/viggle/core.so"), support.read_file(so(v)),
+        so(v) .. " is not the build of " .. v)
+      assert.is_true(support.run_ok("test -x " .. support.q(prefix .. "/bin/viggle-" .. v)))
+    end
+  end)
+
+  it("bin/viggle and each bin/viggle-LUA find their modules under that PREFIX, from anywhere", function()
+    local mock = require("spec.mock.server")
+    local m = assert(mock.start())
+    m:job({ id = "job_installed" })
+    local env = "env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 VIGGLE_BASE_URL=" .. m.base_url
+      .. " VIGGLE_API_KEY=sk-test-valid "
+    local rc, out = sh("cd / && " .. env .. support.q(prefix .. "/bin/viggle") .. " --help")
+    assert.are.equal(0, rc, out)
+    assert.matches("Usage: viggle COMMAND", out)
+    for _, v in ipairs({ this, other }) do
+      rc, out = sh("cd / && " .. env .. "VIGGLE_LUA=" .. v .. " " .. support.q(prefix .. "/bin/viggle")
+        .. " status job_installed")
+      assert.are.equal(0, rc, out)
+      assert.matches("^job_installed\n", out)
+      rc, out = sh("cd / && " .. env .. support.q(prefix .. "/bin/viggle-" .. v) .. " --version")
+      assert.are.equal(0, rc, out)
+      assert.matches(v == "jit" and "LuaJIT" or ("Lua " .. v), out)
+    end
+    m:stop()
   end)
 end)

@@ -58,9 +58,41 @@ describe("viggle.uv (luv host loop)", function()
     viggle.spawn(function() viggle.sleep(0.05) order[#order + 1] = "b" end)
     viggle.spawn(function() viggle.sleep(0.01) order[#order + 1] = "a" end)
     local bad = viggle.spawn(function() viggle.sleep(0.02) error("late failure") end)
+    local reported = {}
+    local previous = viggle.on_task_error(function(err, task) reported[#reported + 1] = { err, task } end)
     uv.run()
+    viggle.on_task_error(previous)
     assert.are.same({ "a", "b" }, order)
     assert.are.equal("failed", bad:state())
+    -- never lost: the handler heard of it, once, with the task
+    assert.are.equal(1, #reported)
+    assert.matches("late failure", tostring(reported[1][1]))
+    assert.are.equal(bad, reported[1][2])
+  end)
+
+  it("refuses an unknown option to install, naming the closest one", function()
+    local ok, err = pcall(require("viggle.uv").install, uv, { max_conects = 2 })
+    assert.is_false(ok)
+    assert.matches("unknown option 'max_conects' to 'install' %(did you mean 'max_connects'%?%)", err)
+  end)
+
+  it("by default a task that raises under uv is reported on stderr", function()
+    local support = require("spec.support")
+    local dir = assert(support.tempdir("viggle-uv"))
+    support.write_file(dir .. "/t.lua", [[
+      local uv = require("luv")
+      local viggle = require("viggle")
+      require("viggle.uv").install(uv)
+      viggle.spawn(function() viggle.sleep(0.01) error("nobody joins me") end)
+      uv.run()
+      io.stdout:write("loop ended\n")]])
+    local rc, out = support.sh(string.format("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' "
+      .. "LUA_CPATH=%s %s %s", support.q(support.root), support.q(support.build_dir() .. "/?.so;;"),
+      support.interp, support.q(dir .. "/t.lua")))
+    os.execute("rm -rf " .. support.q(dir))
+    assert.are.equal(0, rc, out)
+    assert.matches("viggle: a task raised an error: [^\n]*nobody joins me", out)
+    assert.matches("loop ended", out)
   end)
 
   it("a failing transfer ends the await with the right kind", function()

@@ -37,13 +37,14 @@ local OPTIONS = {
              character = "string", scene = "string", mapping = "string", model = "string",
              background = "string", ["bg-color"] = "string", fast = false, wait = false,
              output = "string", mask = false, overwrite = false, interval = "number", timeout = "number",
-             ["cancel-on-timeout"] = false, json = false },
+             ["cancel-on-timeout"] = false, ["cancel-on-interrupt"] = false, json = false },
   cancel = { json = false },
   download = { output = "string", mask = false, overwrite = false },
   credits = { json = false },
   batch = { journal = "string", concurrency = "number", ["max-credits"] = "number", interval = "number",
             timeout = "number", ["resubmit-uncertain"] = false, ["allow-unknown-cost"] = false, json = false },
 }
+for _, spec in pairs(OPTIONS) do spec.verbose = false end -- every command takes --verbose
 local SHORT = { o = "output", h = "help" }
 
 local function usage_error(msg, cmd)
@@ -101,14 +102,25 @@ local FAILED = { job_failed = true, asset_failed = true }
 -- a status that ends a wait well: a job's, an asset's
 local DONE = { complete = true, ready = true }
 
+-- The exit code of one result (a job or an error).
+local function exit_code(r)
+  if not viggle.is_error(r) then return EXIT.ok end
+  if FAILED[r.kind] then return EXIT.failed end
+  if r.kind == "job_cancelled" then return EXIT.cancelled end
+  -- a wait that reached its deadline (not one request that timed out)
+  if r.kind == "timeout" and (r.job or r.retryable == false) then return EXIT.timeout end
+  return EXIT.error
+end
+
+-- Several jobs, one exit code: the worst wins, in this order (README.md and
+-- --help say it): 1 error > 5 timed out > 3 failed > 4 cancelled > 0.
+local RANK = { [EXIT.ok] = 0, [EXIT.cancelled] = 1, [EXIT.failed] = 2, [EXIT.timeout] = 3, [EXIT.error] = 4 }
+local function worst(a, b) return RANK[b] > RANK[a] and b or a end
+_M.worst = worst
+
 local function fail(err)
   stderr:write(tostring(err), "\n")
-  if viggle.is_error(err) then
-    if FAILED[err.kind] then return EXIT.failed end
-    if err.kind == "job_cancelled" then return EXIT.cancelled end
-    if err.kind == "timeout" and err.job then return EXIT.timeout end
-  end
-  return EXIT.error
+  return exit_code(err)
 end
 
 -- A copy of a decoded answer with the key taken out of every text in it
@@ -124,6 +136,24 @@ end
 
 local function to_json(t)
   return (cjson.encode(clean(t)) or "{}"):gsub("\\/", "/")
+end
+
+-- An API answer as JSON: the text the API sent (arrays stay arrays, nulls
+-- stay null), on one line.
+local function answer_json(t)
+  local raw = viggle.raw(t)
+  if raw then return (raw:gsub("[\r\n]+", " ")) end
+  return to_json(t)
+end
+
+-- An error as one JSON document: {job_id (or key), error: {...}, job: the last job seen}.
+local function error_json(id, e, key)
+  local doc = to_json({ [key or "job_id"] = id,
+                        error = { kind = e.kind, code = e.code, message = e.message, status = e.status } })
+  if type(e.job) == "table" and (key or "job_id") == "job_id" then
+    doc = doc:sub(1, -2) .. ',"job":' .. answer_json(e.job) .. "}"
+  end
+  return doc
 end
 
 local FIELDS = { "status", "mode", "checkpoint", "progress_pct", "cdn_url", "mask_cdn_url",
@@ -166,19 +196,20 @@ end
 
 -- Live or plain progress for a set of jobs.
 local function progress_view(ids)
-  local tty = core.isatty(1)
+  local tty = core.isatty(2)
+  local out = stderr
   local start = core.now()
   local state, drawn = {}, false
   local view = {}
   local function draw()
     if not tty then return end
-    if drawn then stdout:write(format("\27[%dA", #ids)) end
+    if drawn then out:write(format("\27[%dA", #ids)) end
     for _, id in ipairs(ids) do
       local s = state[id] or {}
-      stdout:write("\r\27[2K", job_line(id, s.job, s.err, (s.t or core.now()) - start), "\n")
+      out:write("\r\27[2K", job_line(id, s.job, s.err, (s.t or core.now()) - start), "\n")
     end
     drawn = true
-    stdout:flush()
+    out:flush()
   end
   function view.update(id, job, err)
     local s = state[id] or {}
@@ -187,38 +218,81 @@ local function progress_view(ids)
     if err or (job and (viggle.TERMINAL[job.status] or DONE[job.status])) then s.t = core.now() end
     if tty then draw() return end
     local key = job_line(id, s.job, err, 0)
-    if key ~= s.printed and (job or err) then -- plain output: a line per change
+    if key ~= s.printed and job and not err then -- plain output: a line per change (an error is said once, apart)
       s.printed = key
-      stdout:write(job_line(id, s.job, err, core.now() - start), "\n")
-      stdout:flush()
+      out:write(job_line(id, s.job, err, core.now() - start), "\n")
+      out:flush()
     end
   end
   return view
 end
 
+local verbose -- --verbose: each request and each retry on stderr
+
 local function client_or_fail()
-  local c, err = viggle.new()
+  local c, err = viggle.new({ on_request = verbose and function(r)
+    stderr:write(format("viggle: %s %s -> %s (%.0f ms)\n", r.method, r.url,
+      r.status and tostring(r.status) or tostring(r.error), r.seconds * 1000))
+  end or nil })
   if not c then return nil, fail(err) end
   current = c
   return c
 end
 
+local function on_retry(err, delay)
+  if verbose then stderr:write(format("viggle: retry in %.1f s after: %s\n", delay, tostring(err))) end
+end
+
+-- The job ids of a command: its arguments, where "-" reads ids from stdin,
+-- one a line (blank lines skipped).
+local function job_ids(pos)
+  local ids = {}
+  for _, a in ipairs(pos) do
+    if a == "-" then
+      for line in io.stdin:lines() do
+        local id = line:match("^%s*(.-)%s*$")
+        if id ~= "" then ids[#ids + 1] = id end
+      end
+    else
+      ids[#ids + 1] = a
+    end
+  end
+  return ids
+end
+
 local commands = {}
 
-function commands.status(opts, pos)
-  if #pos ~= 1 then return usage_error("status takes one JOB_ID", "status") end
+-- status and cancel: one call per id, in order; the worst exit code.
+local function each_id(cmd, opts, pos, show)
+  if #pos == 0 then return usage_error(cmd .. " needs at least one JOB_ID (or - to read them from stdin)", cmd) end
   local c, code = client_or_fail()
   if not c then return code end
-  local job, err = c:status(pos[1])
-  if not job then return fail(err) end
-  if opts.json then stdout:write(to_json(job), "\n") else print_job(job) end
-  return EXIT.ok
+  code = EXIT.ok
+  for _, id in ipairs(job_ids(pos)) do
+    local r, err = c[cmd](c, id)
+    if not r then
+      code = worst(code, EXIT.error)
+      stderr:write(tostring(err), "\n")
+      if opts.json then stdout:write(error_json(id, err), "\n") end
+    elseif opts.json then
+      stdout:write(answer_json(r), "\n")
+    else
+      show(id, r)
+    end
+    stdout:flush()
+  end
+  return code
+end
+
+function commands.status(opts, pos)
+  return each_id("status", opts, pos, function(_, job) print_job(job) end)
 end
 
 -- Follows jobs (or, with `key` "character_id"/"scene_id", assets) with the
--- progress display; the exit code and the results.
+-- progress display (stderr); the exit code and the results.
 local function wait_jobs(c, ids, opts, key)
-  local view = opts.json and { update = function() end } or progress_view(ids)
+  key = key or "job_id"
+  local view = progress_view(ids)
   for _, id in ipairs(ids) do view.update(id, nil, nil) end
   local items = ids
   if key then
@@ -228,40 +302,36 @@ local function wait_jobs(c, ids, opts, key)
   key = key or "job_id"
   local results = c:await_all(items, {
     interval = opts.interval, timeout = opts.timeout, rate = opts.rate,
-    cancel_on_timeout = opts["cancel-on-timeout"],
+    cancel_on_timeout = opts["cancel-on-timeout"], on_retry = on_retry,
     on_progress = function(job) view.update(job[key], job) end,
   })
   local code = EXIT.ok
   for i, id in ipairs(ids) do
     local r = results[i]
-    if viggle.is_error(r) then
-      view.update(id, r.job, r)
-      local this = FAILED[r.kind] and EXIT.failed or r.kind == "job_cancelled" and EXIT.cancelled
-                   or r.kind == "timeout" and EXIT.timeout or EXIT.error
-      if code == EXIT.ok or this == EXIT.error then code = this end
-    else
-      view.update(id, r)
-    end
+    code = worst(code, exit_code(r))
+    if viggle.is_error(r) then view.update(id, r.job, r) else view.update(id, r) end
   end
   for i, id in ipairs(ids) do
     local r = results[i]
+    if viggle.is_error(r) then stderr:write(tostring(r), "\n") end
     if opts.json then
-      stdout:write(to_json(viggle.is_error(r) and { [key] = id, error = { kind = r.kind, code = r.code,
-        message = r.message, status = r.status } } or r), "\n")
-    elseif viggle.is_error(r) then
-      stderr:write(tostring(r), "\n")
-    elseif r.cdn_url and #ids == 1 then
-      stdout:write("video: ", r.cdn_url, "\n")
+      -- a job: the API's own text; an asset: its table (the client names its id field)
+      local doc = key == "job_id" and answer_json or to_json
+      stdout:write(viggle.is_error(r) and error_json(id, r, key) or doc(r), "\n")
+    elseif not viggle.is_error(r) and r.cdn_url then
+      if #ids == 1 then stdout:write("video: ", r.cdn_url, "\n") else stdout:write(id, " ", r.cdn_url, "\n") end
     end
   end
   return code, results
 end
 
 function commands.wait(opts, pos)
-  if #pos == 0 then return usage_error("wait needs at least one JOB_ID", "wait") end
+  if #pos == 0 then return usage_error("wait needs at least one JOB_ID (or - to read them from stdin)", "wait") end
   local c, code = client_or_fail()
   if not c then return code end
-  return (wait_jobs(c, pos, opts))
+  local ids = job_ids(pos)
+  if #ids == 0 then return usage_error("wait: no JOB_ID on stdin", "wait") end
+  return (wait_jobs(c, ids, opts))
 end
 
 local function human_bytes(n)
@@ -295,11 +365,35 @@ local function download_bar()
   end
 end
 
-local function download(c, target, out, opts)
-  local path, info = c:download(target, out, { mask = opts.mask, overwrite = opts.overwrite,
-                                                on_progress = download_bar() })
+-- True when path is a directory ("path/." opens only for a directory).
+local function is_dir(path)
+  local f = io.open(path .. "/.", "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Where a download goes: -o FILE, or -o DIR (DIR/<job_id>.mp4), or by default
+-- <job_id>.mp4 (the URL's file name for a URL) in the current directory.
+local function output_path(target, opts)
+  local name
+  if type(target) == "table" then target = target.job_id end
+  if target:find("://", 1, true) then
+    name = target:match("^[^?#]*/([^/?#]+)") or "video.mp4"
+  else
+    name = target .. (opts.mask and "-mask" or "") .. ".mp4"
+  end
+  local out = opts.output
+  if not out then return name end
+  if is_dir(out) then return (out:gsub("/+$", "")) .. "/" .. name end
+  return out
+end
+
+local function download(c, target, opts)
+  local path, info = c:download(target, output_path(target, opts), { mask = opts.mask, overwrite = opts.overwrite,
+                                                                    on_progress = download_bar() })
   if not path then return fail(info) end
-  stdout:write("saved ", path, " (", human_bytes(info.bytes), ")\n")
+  -- with --json stdout holds only JSON: the line is for people
+  ;(opts.json and stderr or stdout):write("saved ", path, " (", human_bytes(info.bytes), ")\n")
   return EXIT.ok
 end
 
@@ -307,26 +401,11 @@ function commands.download(opts, pos)
   if #pos ~= 1 then return usage_error("download takes one JOB_ID or URL", "download") end
   local c, code = client_or_fail()
   if not c then return code end
-  local target = pos[1]
-  local out = opts.output
-  if not out then
-    if target:find("://", 1, true) then
-      out = target:match("^[^?#]*/([^/?#]+)") or "video.mp4"
-    else
-      out = target .. (opts.mask and "-mask" or "") .. ".mp4"
-    end
-  end
-  return download(c, target, out, opts)
+  return download(c, pos[1], opts)
 end
 
 function commands.cancel(opts, pos)
-  if #pos ~= 1 then return usage_error("cancel takes one JOB_ID", "cancel") end
-  local c, code = client_or_fail()
-  if not c then return code end
-  local res, err = c:cancel(pos[1])
-  if not res then return fail(err) end
-  if opts.json then stdout:write(to_json(res), "\n") else stdout:write("cancelled ", pos[1], "\n") end
-  return EXIT.ok
+  return each_id("cancel", opts, pos, function(id) stdout:write("cancelled ", id, "\n") end)
 end
 
 function commands.credits(opts, pos)
@@ -335,7 +414,7 @@ function commands.credits(opts, pos)
   if not c then return code end
   local res, err = c:credits()
   if not res then return fail(err) end
-  if opts.json then stdout:write(to_json(res), "\n") return EXIT.ok end
+  if opts.json then stdout:write(answer_json(res), "\n") return EXIT.ok end
   stdout:write(format("balance: %s credits (purchased %s, used %s)\n", tostring(res.balance),
                       tostring(res.total_purchased), tostring(res.total_used)))
   return EXIT.ok
@@ -352,20 +431,43 @@ function commands.render(opts, pos)
     character_mapping = opts.mapping, model = opts.model, background_mode = opts.background,
     bg_color = opts["bg-color"], fast = opts.fast or nil,
   }
+  if opts.wait then -- a bad --interval is refused before a job (and its credits) exists
+    require("viggle.http").check_opts({ interval = opts.interval, timeout = opts.timeout }, "await", c)
+  end
   if opts.output then -- what would fail only after paying fails now
     local perr = require("viggle.preflight").check(c, params, opts.output, { overwrite = opts.overwrite })
     if perr then return fail(perr) end
   end
-  local job, err = c:render(params)
+  local job, err = c:render(params, { on_retry = on_retry })
   if not job then return fail(err) end
   if not opts.wait then
-    if opts.json then stdout:write(to_json(job), "\n") else stdout:write(job.job_id, "\n") end
+    if opts.json then stdout:write(answer_json(job), "\n") else stdout:write(job.job_id, "\n") end
     return EXIT.ok
   end
-  if not opts.json then stdout:write("started ", job.job_id, "\n") end
+  stderr:write("started ", job.job_id, "\n")
+  _M.rendering = { client = c, job_id = job.job_id, cancel = opts["cancel-on-interrupt"] }
   local wcode, results = wait_jobs(c, { job.job_id }, opts)
+  _M.rendering = nil
   if wcode ~= EXIT.ok or not opts.output then return wcode end
-  return (download(c, results[1], opts.output, opts))
+  return (download(c, results[1], opts))
+end
+
+-- Ctrl-C during render --wait: the job goes on at the API. Say how to follow
+-- or cancel it, or (--cancel-on-interrupt) cancel it.
+local function interrupted_render(r)
+  if r.cancel then
+    local ok, err = r.client:cancel(r.job_id)
+    if ok then
+      stderr:write("viggle: cancelled ", r.job_id, " (its credits are refunded)\n")
+    else
+      stderr:write("viggle: could not cancel ", r.job_id, ": ", tostring(err), "\n",
+                   "  viggle cancel ", r.job_id, "    # try again\n")
+    end
+    return
+  end
+  stderr:write("viggle: job ", r.job_id, " is still running at the API:\n",
+               "  viggle wait ", r.job_id, "      # follow it\n",
+               "  viggle cancel ", r.job_id, "    # cancel it (its credits are refunded)\n")
 end
 
 function commands.batch(opts, pos)
@@ -384,7 +486,8 @@ function _M.main(args)
     return cmd and EXIT.ok or EXIT.usage
   end
   if cmd == "--version" or cmd == "version" then
-    stdout:write(format("viggle %s (libcurl %s, %s, %s)\n", viggle.VERSION, core.curl_version, core.ssl_version, _VERSION))
+    stdout:write(format("viggle %s (libcurl %s, %s, %s)\n", viggle.VERSION, core.curl_version, core.ssl_version,
+      type(jit) == "table" and jit.version or _VERSION))
     return EXIT.ok
   end
   if cmd == "help" then
@@ -405,12 +508,19 @@ function _M.main(args)
     stdout:write(help().commands[cmd])
     return EXIT.ok
   end
+  verbose = opts.verbose
   local ok, code = pcall(run, opts, pos)
   if ok then return code end
   if tostring(code):find("interrupted", 1, true) then
-    stdout:write("\n")
-    stderr:write("viggle: interrupted\n")
+    stderr:write("\nviggle: interrupted\n")
+    local r = _M.rendering
+    _M.rendering = nil
+    if r then pcall(interrupted_render, r) end
     return EXIT.interrupted
+  end
+  local msg = tostring(code):gsub("^[^\n]-:%d+: ", "")
+  if msg:find("^unknown option '") or msg:find("^bad option '") then -- the library refused an option value
+    return usage_error(msg, cmd)
   end
   stderr:write("viggle: internal error: ", tostring(code), "\n")
   return EXIT.error

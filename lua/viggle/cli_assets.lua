@@ -95,7 +95,7 @@ local function made(cli, cmd, c, asset, err, opts)
     if opts.json then stdout:write(cli.to_json(asset), "\n") else stdout:write(id, "\n") end
     return cli.EXIT.ok
   end
-  if not opts.json then stdout:write("started ", id, "\n") end
+  io.stderr:write("started ", id, "\n") -- for people: stderr, as the progress lines
   return (cli.wait_jobs(c, { id }, opts, KEYS[cmd]))
 end
 

@@ -8,7 +8,8 @@ local errors = require("viggle.errors")
 local http = require("viggle.http")
 local follow = require("viggle.follow")
 
-local type, setmetatable, ipairs = type, setmetatable, ipairs
+local type, setmetatable, ipairs, tostring = type, setmetatable, ipairs, tostring
+local huge, floor = math.huge, math.floor
 local format = string.format
 local getenv = os.getenv
 local E = errors.new
@@ -35,6 +36,7 @@ _M.Client = Client
 ---@field ca_file string|nil CA bundle; TLS is always verified
 ---@field max_body integer|nil bytes an API answer may have (default 8 MiB)
 ---@field retries integer|nil transient failures of one status/credits call retried (default 2)
+---@field on_request fun(info: {method: string, url: string, status: integer?, error: viggle.Error?, seconds: number})|nil
 
 ---@class viggle.AwaitOptions
 ---@field interval number|nil seconds between polls (default 3)
@@ -42,6 +44,8 @@ _M.Client = Client
 ---@field on_progress fun(job: table)|nil called when status, checkpoint or progress_pct change
 ---@field cancel_on_timeout boolean|nil send DELETE when the deadline passes
 ---@field max_backoff number|nil cap of the backoff after failures (default 60)
+---@field unreachable_timeout number|nil end with kind network when the API cannot be reached this long (default 60)
+---@field on_retry fun(err: viggle.Error, delay: number)|nil called before each retry of a failed poll
 
 ---@class viggle.AwaitAllOptions: viggle.AwaitOptions
 ---@field concurrency integer|nil requests in flight at once (default 32)
@@ -105,9 +109,16 @@ local function check_new(opts)
   if opts.user_agent ~= nil and (type(opts.user_agent) ~= "string" or opts.user_agent:find("%c")) then
     return nil, E("invalid_argument", "user_agent must be a string without control characters")
   end
+  if opts.ca_file ~= nil and type(opts.ca_file) ~= "string" then
+    return nil, E("invalid_argument", "ca_file must be a file path")
+  end
+  -- NaN would mean no timeout, math.huge no cap: only finite numbers
   for _, k in ipairs({ "timeout", "connect_timeout", "max_body", "retries" }) do
-    if opts[k] ~= nil and (type(opts[k]) ~= "number" or opts[k] < 0) then
-      return nil, E("invalid_argument", k .. " must be a non-negative number")
+    local v = opts[k]
+    local whole = k == "max_body" or k == "retries"
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v < 0 or v == huge or whole and v ~= floor(v)) then
+      return nil, E("invalid_argument", format("%s must be a finite %s >= 0, got %s", k,
+        whole and "whole number" or "number", tostring(v)))
     end
   end
   return (base:gsub("/+$", "")), key
@@ -130,6 +141,8 @@ function _M.new(opts)
     ca_file = opts.ca_file,
     max_body = opts.max_body or D.max_body,
     retries = opts.retries or D.retries,
+    loopback = http.is_loopback(base),
+    on_request = opts.on_request,
   }, Client)
   http.set_key(self, key)
   self.characters = setmetatable({ client = self }, CHARACTERS)
@@ -148,7 +161,7 @@ end
 ---@return table|nil job
 ---@return viggle.Error|nil err
 function Client:status(job_id, opts)
-  if opts ~= nil then opts = check_opts(opts, "status") end
+  if opts ~= nil then opts = check_opts(opts, "status") end -- (nil: no table made on the hot path)
   local path, err = check_id(job_id)
   if not path then return nil, err end
   local call = { path = "/api/render/" .. path, job_id = job_id, timeout = opts and opts.timeout }
@@ -196,7 +209,7 @@ end
 ---@return table|nil job
 ---@return viggle.Error|nil err
 function Client:await(job_id, opts)
-  opts = check_opts(opts, "await")
+  opts = check_opts(opts, "await", self)
   if type(job_id) == "table" then
     local target, id = resolve(job_id)
     if not target then return nil, id end
@@ -214,7 +227,7 @@ end
 ---@return viggle.Summary summary
 ---@return viggle.Error|nil callback_error an error raised by on_update
 function Client:await_all(job_ids, opts)
-  return follow.await_all(self, job_ids, check_opts(opts, "await_all"), resolve)
+  return follow.await_all(self, job_ids, check_opts(opts, "await_all", self), resolve)
 end
 
 -- render, download and run live in viggle.render, loaded on first use: a

@@ -99,9 +99,19 @@ local function new_follow(job_id, path, deadline, target)
   return { 0, path = path, id = job_id, target = target, deadline = deadline, failures = 0 }
 end
 
+-- The error that ends a follow whose API could not be reached (no answer at
+-- all: refused, unknown host, reset; TLS failures end a follow at once) since f.unreachable_since.
+local function unreachable(f, cause)
+  local t = now() - f.unreachable_since
+  return E("network", format("the API could not be reached for %.1f s: %s", t, tostring(cause.message)),
+    { job_id = f.id, code = cause.code, cause = cause, job = f.last, retryable = true })
+end
+
 -- The timeout error of a follow whose deadline passed (and the DELETE of
--- cancel_on_timeout).
+-- cancel_on_timeout). A follow whose API has not answered since its
+-- failures began ends as unreachable instead.
 local function timed_out(c, f, opts)
+  if f.unreachable_since and f.last_err then return unreachable(f, f.last_err) end
   local t = f.target
   local state = describe(f.last)
   if f.last_err and (not f.last or f.failures > 0) then state = state .. "; last error: " .. f.last_err.message end
@@ -150,14 +160,31 @@ local function poll(c, f, opts)
     f.http2 = e.http_version == "2"
     job, e = t.check(job, id)
   end
-  if job then return judge(c, f, job, opts) end
+  if job then
+    f.unreachable_since = nil
+    return judge(c, f, job, opts)
+  end
   e[t.key] = id
   if e.retryable then
     f.last_err = e
     f.failures = f.failures + 1
     -- never sooner than the interval, whatever Retry-After says (0, a date past)
     local interval = opts.interval or t.interval
-    return false, nil, nil, max(interval, http.backoff(f.failures, interval, opts.max_backoff or D.max_backoff, e))
+    local wait = max(interval, http.backoff(f.failures, interval, opts.max_backoff or D.max_backoff, e))
+    if e.kind == "network" then -- no answer at all: refused, unknown host, reset
+      local tn = now()
+      f.unreachable_since = f.unreachable_since or tn
+      local limit = opts.unreachable_timeout or D.unreachable_timeout
+      if tn - f.unreachable_since >= limit then return true, nil, unreachable(f, e) end
+      wait = min(wait, f.unreachable_since + limit - tn)
+    else
+      f.unreachable_since = nil
+    end
+    if opts.on_retry then
+      local cerr = call_back(opts.on_retry, "on_retry", id, e, wait)
+      if cerr then return true, nil, cerr end
+    end
+    return false, nil, nil, wait
   end
   e.job = f.last
   return true, nil, e
@@ -250,6 +277,7 @@ local function new_round(c, job_ids, opts, resolve)
   round.popts = {
     interval = opts.interval, timeout = opts.timeout, max_backoff = opts.max_backoff,
     cancel_on_timeout = opts.cancel_on_timeout, limiter = opts.rate and new_limiter(opts.rate),
+    unreachable_timeout = opts.unreachable_timeout, on_retry = opts.on_retry,
     on_progress = (user_progress or on_update) and function(j)
       if user_progress then user_progress(j) end
       round.report()
@@ -361,9 +389,6 @@ end
 ---@return viggle.Error|nil callback_error
 function _M.await_all(c, job_ids, opts, resolve)
   if type(job_ids) ~= "table" then error("bad argument #1 to 'await_all' (table expected)", 3) end
-  if opts.rate ~= nil and (type(opts.rate) ~= "number" or opts.rate <= 0) then
-    error("bad option 'rate' to 'await_all' (positive number expected)", 3)
-  end
   local round = new_round(c, job_ids, opts, resolve)
   local n = min(opts.concurrency or D.concurrency, round.due.n)
   loop.keep_connections(n)

@@ -5,8 +5,9 @@ local core = require("viggle.core")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
 
-local type, tostring, setmetatable, error = type, tostring, setmetatable, error
-local format, concat, min, random = string.format, table.concat, math.min, math.random
+local type, tostring, setmetatable, error, pairs, pcall = type, tostring, setmetatable, error, pairs, pcall
+local format, concat, min, max, random = string.format, table.concat, math.min, math.max, math.random
+local floor, huge = math.floor, math.huge
 local find = string.find
 local E = errors.new
 
@@ -19,6 +20,7 @@ _M.DEFAULTS = {
   connect_timeout = 10,        -- seconds
   max_body = 8 * 1024 * 1024,  -- bytes an API answer may have
   retries = 2,                 -- transient failures of one call retried
+  unreachable_timeout = 60,    -- await/await_all end when the API cannot be reached this long
   max_retry_wait = 10,         -- longest wait before a retry of status/credits
   interval = 3,                -- seconds between polls
   asset_interval = 5,          -- seconds between polls of a character or scene
@@ -91,14 +93,134 @@ function _M.check_id(id, what)
   return (id:gsub("[^%w%-%._~]", function(c) return format("%%%02X", c:byte()) end))
 end
 
---- The options table of a public method: {} for nil; anything else raises
---- (at the caller of that method).
+-- The options each public function takes, and what each must be: "number"
+-- (finite, >= 0), "positive" (finite, > 0), "count" (a whole number >= 0),
+-- "string", "boolean", "function", "table", "any". README.md documents them.
+local AWAIT = { interval = "number", timeout = "number", on_progress = "function", cancel_on_timeout = "boolean",
+                max_backoff = "number", unreachable_timeout = "number", on_retry = "function" }
+local function with(base, more)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  for k, v in pairs(more) do t[k] = v end
+  return t
+end
+_M.OPTIONS = {
+  -- (viggle.new checks its values itself: a bad one is returned as invalid_argument)
+  new = { api_key = "any", base_url = "any", timeout = "any", connect_timeout = "any",
+          ca_file = "any", max_body = "any", retries = "any", user_agent = "any",
+          on_request = "function" },
+  status = { timeout = "number", retries = "count", max_retry_wait = "number" },
+  cancel = { timeout = "number" },
+  credits = { timeout = "number", retries = "count" },
+  await = AWAIT,
+  await_all = with(AWAIT, { concurrency = "count", rate = "positive", on_update = "function" }),
+  render = { timeout = "number", retries = "count", on_retry = "function" },
+  download = { on_progress = "function", mask = "boolean", overwrite = "boolean", timeout = "number",
+               resume = "boolean", stall_timeout = "number" },
+  run = with(AWAIT, { output = "string", overwrite = "boolean", mask = "boolean", on_download = "function",
+                      on_created = "function", upload_timeout = "number", on_asset = "function" }),
+  configure = { max_host_connections = "count", max_connects = "count" },
+  -- characters and scenes (viggle.assets; their await takes await's options)
+  create = { timeout = "number", retries = "count" },
+  get = { timeout = "number", retries = "count" },
+  delete = { timeout = "number", retries = "count" },
+  import = { timeout = "number", retries = "count" },
+  list = { timeout = "number", retries = "count", limit = "any", offset = "any" }, -- (assets checks their range)
+  each = { timeout = "number", retries = "count", limit = "any", offset = "any" },
+  install = { schedule = "function", wait = "function", max_connects = "count" }, -- viggle.uv
+  setup = { max_connects = "count", command = "boolean", client = "table" },      -- viggle.nvim
+}
+local OPTIONS = _M.OPTIONS
+
+-- Edit distance of two short strings (for "did you mean").
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
+--- The valid name closest to `name` among the keys of `names`, or nil when
+--- none is close (a third of the letters differ at most, or the first four
+--- are the same).
+---@param name string
+---@param names table name -> anything
+---@return string|nil
+function _M.closest(name, names)
+  local best, best_d
+  name = name:lower()
+  for k in pairs(names) do
+    local d = distance(name, k)
+    local close = d <= max(2, floor(#k / 3)) or #name >= 4 and k:sub(1, 4) == name:sub(1, 4)
+    if close and (not best_d or d < best_d or d == best_d and k < best) then
+      best, best_d = k, d
+    end
+  end
+  return best
+end
+
+local WANT = { number = "a finite number >= 0", positive = "a finite number > 0", count = "a whole number >= 0",
+               string = "a string", boolean = "a boolean", ["function"] = "a function", table = "a table" }
+
+-- Why value v is not of kind `want`, or nil when it is.
+local function misfit(v, want)
+  if want == "any" then return nil end
+  if want == "number" or want == "positive" or want == "count" then
+    if type(v) ~= "number" then return "got " .. type(v) end
+    if v ~= v or v == huge or v == -huge then return "got " .. tostring(v) end
+    if v < 0 or want == "positive" and v == 0 then return "got " .. tostring(v) end
+    if want == "count" and v ~= floor(v) then return "got " .. tostring(v) end
+    return nil
+  end
+  if type(v) ~= want then return "got " .. type(v) end
+end
+
+--- True when a URL's host is a loopback address (127.0.0.0/8, ::1, localhost).
+---@param url string
+---@return boolean
+function _M.is_loopback(url)
+  local _, hostport = split_url(url)
+  local host = hostport and hostport:match("^(.*):%d*$")
+  if not host then return false end
+  return host == "localhost" or host == "[::1]" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+--- The options table of a public function: {} for nil. Raises (at the
+--- caller of that function) for anything that is not a table, an unknown
+--- option name (naming the closest valid one), a value of the wrong type or
+--- a number that is negative or not finite, and (for a client `c` given) an
+--- interval under a second to a base_url that is not a loopback address.
 ---@param opts any
----@param name string the method's name, for the message
+---@param name string the function's name: a key of OPTIONS, and for the message
+---@param c viggle.Client|nil the client, for the interval check
+---@param level integer|nil the level of the caller to blame (default 3: the caller of the function)
 ---@return table
-function _M.check_opts(opts, name)
+function _M.check_opts(opts, name, c, level)
+  level = level or 3
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(format("bad argument to '%s' (table expected, got %s)", name, type(opts)), 3) end
+  if type(opts) ~= "table" then error(format("bad argument to '%s' (table expected, got %s)", name, type(opts)), level) end
+  local spec = OPTIONS[name]
+  for k, v in pairs(opts) do
+    local want = spec[k]
+    if not want then
+      local hint = type(k) == "string" and _M.closest(k, spec)
+      error(format("unknown option %s to '%s'%s", type(k) == "string" and ("'" .. k .. "'") or tostring(k), name,
+        hint and format(" (did you mean '%s'?)", hint) or ""), level)
+    end
+    local why = misfit(v, want)
+    if why then error(format("bad option '%s' to '%s' (%s expected, %s)", k, name, WANT[want], why), level) end
+  end
+  if c and opts.interval and opts.interval < 1 and not c.loopback then
+    error(format("bad option 'interval' to '%s' (at least 1 second, got %s: under a second only for a "
+      .. "loopback base_url such as a local mock)", name, tostring(opts.interval)), level)
+  end
   return opts
 end
 
@@ -107,6 +229,7 @@ end
 local secrets = setmetatable({}, { __mode = "k" })
 local api_headers = setmetatable({}, { __mode = "k" }) -- they hold the key too
 local get_specs = setmetatable({}, { __mode = "k" })   -- and so do these
+local raw_text = setmetatable({}, { __mode = "k" })    -- answer table -> the JSON text it came from
 
 --- Stores the API key of a client (nil: none).
 ---@param client viggle.Client
@@ -266,11 +389,16 @@ function _M.exchange(c, o)
     return nil, scrub(c, errors.from_transport(msg, code, { job_id = o.job_id }))
   end
   local tick = o.tick
+  local started = c.on_request and core.now()
   local res, tmsg, tcode = loop.transfer(r, tick and function() return tick(r) end)
   loop.release(r)
-  if not res then
-    return nil, scrub(c, errors.from_transport(tmsg, tcode, { job_id = o.job_id }))
+  local err
+  if not res then err = scrub(c, errors.from_transport(tmsg, tcode, { job_id = o.job_id })) end
+  if started then -- never the headers: the key stays out of it
+    pcall(c.on_request, { method = o.method or "GET", url = url, status = res and res.status, error = err,
+                          seconds = core.now() - started })
   end
+  if err then return nil, err end
   return res
 end
 
@@ -291,7 +419,11 @@ function _M.api(c, o)
   end
   local retryable = o.method == nil or o.method == "GET"
   if body == "" then
-    if o.empty_ok then return {}, res end
+    if o.empty_ok then
+      local t = {}
+      raw_text[t] = "{}"
+      return t, res
+    end
     return nil, E("decode", "the answer has an empty body", { status = res.status, job_id = o.job_id,
       retryable = retryable })
   end
@@ -299,8 +431,16 @@ function _M.api(c, o)
     return nil, E("decode", "the answer is not a JSON object: " .. (derr and redact(c, tostring(derr)) or _M.quote_for(c, body)),
       { status = res.status, job_id = o.job_id, retryable = retryable })
   end
+  raw_text[decoded] = body
   return decoded, res
 end
+
+--- The JSON text an API answer (a job table, ...) was decoded from, or nil:
+--- decoding turns `[]` into a table like `{}` and drops nulls, the text keeps
+--- them. Held only as long as the table lives.
+---@param answer table a table returned by status, await, await_all, cancel, credits or render
+---@return string|nil
+function _M.raw(answer) return raw_text[answer] end
 
 --- Seconds to wait before retry number `attempt` (1, 2, ...): exponential
 --- backoff with full jitter, capped; a server's Retry-After wins.
@@ -317,7 +457,7 @@ local backoff = _M.backoff
 
 --- An API call made again for retryable errors, at most `retries` more
 --- times, waiting no more than `max_wait` seconds before one. Returns the
---- decoded answer alone, or nil, err.
+--- decoded answer and the response, or nil, err.
 ---@param c viggle.Client
 ---@param call table the exchange (see api)
 ---@param retries integer|nil default the client's
@@ -328,7 +468,7 @@ function _M.api_with_retries(c, call, retries, max_wait)
   local attempt = 0
   while true do
     local answer, err = _M.api(c, call)
-    if answer ~= nil then return answer end
+    if answer ~= nil then return answer, err end
     if not err.retryable or attempt >= (retries or c.retries) then return nil, err end
     attempt = attempt + 1
     local wait = backoff(attempt, 0.25, 4, err)
@@ -341,7 +481,7 @@ end
 -- refused connection, or a 429/503 that names when to come back.
 local function post_retryable(err)
   if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
-  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
+  return err.status == 429 or err.status == 503 and err.retry_after ~= nil
 end
 
 -- Failures that prove the request never reached the server whole: nothing
@@ -359,22 +499,24 @@ local NOT_SENT = {
 -- dropped connection, a timeout, a 5xx or 408, an answer that could not be read).
 local function may_have_created(err)
   if err.kind == "invalid_argument" or err.kind == "auth" and not err.status then return false end
-  if err.status and err.retry_after and (err.status == 429 or err.status == 503) then return false end
+  if err.status == 429 or err.status == 503 and err.retry_after then return false end
   if err.status then return err.status >= 500 or err.status == 408 or (err.status < 300 and err.kind == "decode") end
   return not NOT_SENT[err.code]
 end
 
 --- A POST to the API (it may cost credits), made again only when it surely
---- never reached the server (post_retryable), at most `retries` more times.
+--- never reached the server or was not taken (post_retryable: a refused
+--- connection, a 429, a 503 with Retry-After), at most `retries` more times.
 --- A failed one says err.uncertain when it may have created something all the
 --- same: sending it again could pay twice.
 --- No overall timeout unless `call.timeout`; a stalled upload is given up.
 ---@param c viggle.Client
 ---@param call table the exchange (see api), without method
 ---@param retries integer|nil default the client's
+---@param on_retry fun(err: viggle.Error, delay: number)|nil called before each retry (what it raises ends the call as "callback")
 ---@return table|nil answer
 ---@return viggle.Error|nil err
-function _M.post(c, call, retries)
+function _M.post(c, call, retries, on_retry)
   call.method = "POST"
   call.timeout = call.timeout or 0
   call.low_speed_time = call.low_speed_time or D.stall_timeout
@@ -385,8 +527,14 @@ function _M.post(c, call, retries)
     if answer then return answer end
     if attempt >= (retries or c.retries) or not post_retryable(err) then break end
     attempt = attempt + 1
-    local wait = err.retry_after or backoff(attempt, 0.5, 4)
+    local wait = err.retry_after or backoff(attempt, 1, 8) -- a 429 without Retry-After: 1, 2, 4... s at most
     if wait > D.post_max_wait then break end
+    if on_retry then
+      local ok, cerr = pcall(on_retry, err, wait)
+      if not ok then
+        return nil, errors.new("callback", "on_retry raised: " .. tostring(cerr), { cause = cerr })
+      end
+    end
     loop.sleep(wait)
   end
   err.uncertain = may_have_created(err) or nil

@@ -10,20 +10,36 @@ local core = require("viggle.core")
 local client = require("viggle.client")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
+local http = require("viggle.http")
 
 local _M = {
   VERSION = core.version,
   errors = errors,
   is_error = errors.is,
   spawn = loop.spawn,
-  run = loop.run,
+  on_task_error = loop.on_task_error,
   step = loop.step,
   sleep = loop.sleep,
   configure = loop.configure,
   now = core.now,
   null = core.null,
+  raw = http.raw,
   TERMINAL = client.TERMINAL,
 }
+
+--- Runs the scheduler until every task has ended (see loop.run). It takes
+--- no arguments: render, wait and download in one call is client:run.
+---@param ... nil none: given any, it raises and points to client:run
+---@return boolean ok
+---@return any err
+function _M.run(...)
+  if select("#", ...) > 0 then
+    error("viggle.run runs the scheduler (until every task ends) and takes no arguments; "
+      .. "to render, await and download in one call use client:run(params, opts), "
+      .. "e.g. assert(viggle.new()):run({ ref_image = ..., driving_video = ... }, { output = \"out.mp4\" })", 2)
+  end
+  return loop.run()
+end
 
 --- Makes a client; see README.md for the options.
 _M.new = client.new

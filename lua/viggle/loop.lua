@@ -12,8 +12,8 @@ local core = require("viggle.core")
 local errors = require("viggle.errors")
 local heap = require("viggle.heap")
 
-local coroutine, setmetatable, select, type, error, pairs, ipairs, next = coroutine, setmetatable, select, type,
-  error, pairs, ipairs, next
+local coroutine, setmetatable, select, type, error, pairs, ipairs, next, pcall, tostring = coroutine, setmetatable,
+  select, type, error, pairs, ipairs, next, pcall, tostring
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
 local now, core_sleep, huge, min, max = core.now, core.sleep, math.huge, math.min, math.max
 local co_running, co_yield, co_resume, co_status, co_create = coroutine.running, coroutine.yield,
@@ -145,6 +145,7 @@ local mux = setmetatable({}, { __mode = "k" })
 ---@return nil
 function _M.configure(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
+  require("viggle.http").check_opts(opts, "configure")
   if in_flight() > 0 or (blocking_multi and blocking_multi:count() > 0) then
     error("viggle.configure: transfers are in flight", 2)
   end
@@ -225,6 +226,8 @@ local function make_ready(task, ...)
   if driver then driver.wake() end
 end
 
+local report -- (below)
+
 local function finish(task, ok, ...)
   live = live - 1
   alive[task] = nil
@@ -239,7 +242,11 @@ local function finish(task, ok, ...)
     else
       task.status = "failed"
       task.error = err
-      if run_failures then run_failures[#run_failures + 1] = task end
+      if run_failures then
+        run_failures[#run_failures + 1] = task
+      elseif not task.joined and not task.joiners then
+        report(task, err) -- nobody will hear of it otherwise (a host loop drives the tasks)
+      end
     end
   end
   local joiners = task.joiners
@@ -247,6 +254,31 @@ local function finish(task, ok, ...)
   if joiners then
     for i = 1, #joiners do make_ready(joiners[i]) end
   end
+end
+
+-- What happens to the error of a task that raised while no run() and no
+-- join was waiting for it (a host loop, step() in a game loop): by default
+-- a line on stderr; viggle.on_task_error sets another handler.
+local function to_stderr(err)
+  io.stderr:write("viggle: a task raised an error: ", tostring(err), "\n")
+end
+local task_error_handler = to_stderr
+
+report = function(task, err)
+  local ok, herr = pcall(task_error_handler, err, task)
+  if not ok then to_stderr(tostring(err) .. " (and the on_task_error handler raised: " .. tostring(herr) .. ")") end
+end
+
+--- Sets the function called with (err, task) when a task raises and neither
+--- run() nor a join is waiting for it; nil puts the default back (a line on
+--- stderr). Returns the previous handler.
+---@param fn fun(err: any, task: viggle.Task)|nil
+---@return function previous
+function _M.on_task_error(fn)
+  if fn ~= nil and type(fn) ~= "function" then error("bad argument #1 to 'on_task_error' (function expected)", 2) end
+  local previous = task_error_handler
+  task_error_handler = fn or to_stderr
+  return previous
 end
 
 local finish_or_not

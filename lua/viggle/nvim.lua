@@ -112,14 +112,17 @@ end
 ---@param opts viggle.NvimOptions|nil
 ---@return table viggle the viggle module (require("viggle"))
 function _M.setup(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("bad argument #1 to 'setup' (table expected)", 2) end
+  opts = require("viggle.http").check_opts(opts, "setup")
   viggle = require("viggle")
   if opts.client ~= nil then command_client = opts.client end
   if not driver then
     local uv = vim.uv or vim.loop
     driver = require("viggle.uv").install(uv, { schedule = vim.schedule, max_connects = opts.max_connects })
     patch_wait(driver)
+    -- a task that raised and that nobody waits for: said, never lost
+    viggle.on_task_error(function(err)
+      vim.schedule(function() notify("a task raised an error: " .. tostring(err), vim.log.levels.ERROR) end)
+    end)
   end
   if opts.command ~= false and vim.api.nvim_create_user_command then
     vim.api.nvim_create_user_command("Viggle", command, {

@@ -185,7 +185,7 @@ function _M.render(self, params, opts)
   form, err = render_form(params)
   if not form then return nil, err end
   local job
-  job, err = http.post(self, { path = "/api/render", form = form, timeout = opts.timeout }, opts.retries)
+  job, err = http.post(self, { path = "/api/render", form = form, timeout = opts.timeout }, opts.retries, opts.on_retry)
   if not job then return nil, upload_error(form, err) end
   if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id", { uncertain = true }) end
   return job
@@ -349,7 +349,9 @@ end
 ---@return string|viggle.Error|nil path_or_err the downloaded file (with opts.output), or the error
 ---@param self viggle.Client
 function _M.run(self, params, opts)
-  opts = check_opts(opts, "run")
+  opts = check_opts(opts, "run", self)
+  local await_opts = {}
+  for k in pairs(http.OPTIONS.await) do await_opts[k] = opts[k] end
   if type(params) ~= "table" then error("bad argument #1 to 'run' (table expected)", 2) end
   -- Whatever can fail here must fail before the POST spends credits.
   local err = require("viggle.preflight").check(self, params, opts.output, { overwrite = opts.overwrite })
@@ -359,14 +361,14 @@ function _M.run(self, params, opts)
   ready, err = require("viggle.assets").ready_params(self, params, opts)
   if not ready then return nil, err end
   local job
-  job, err = _M.render(self, ready, { timeout = opts.upload_timeout })
+  job, err = _M.render(self, ready, { timeout = opts.upload_timeout, on_retry = opts.on_retry })
   if not job then return nil, err end
   if opts.on_created then
     local cerr = call_back(opts.on_created, "on_created", job.job_id, job)
     if cerr then return nil, cerr end
   end
   local done
-  done, err = self:await(job.job_id, opts)
+  done, err = self:await(job.job_id, await_opts)
   if not done then return nil, err end
   if not opts.output then return done end
   local path

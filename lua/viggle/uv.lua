@@ -138,11 +138,11 @@ end
 ---@param opts viggle.UvOptions|nil
 ---@return table driver
 function _M.install(uv, opts)
+  opts = require("viggle.http").check_opts(opts, "install")
   if installed then return installed end
   if type(uv) ~= "table" or not uv.new_timer or not uv.new_socket_poll then
     error("bad argument #1 to 'install' (luv, vim.uv or vim.loop expected)", 2)
   end
-  opts = opts or {}
   local multi_opts = { sockets = true, max_connects = opts.max_connects }
   local d = { uv = uv, polls = {}, curl_timer = uv.new_timer() } -- polls: fd -> uv poll handle
   d.multi = assert(loop.new_multi(multi_opts))
