@@ -32,7 +32,7 @@ LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all test test-one test-all lint install uninstall clean mock demo bench valgrind asan
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan
 
 all: $(SO)
 
@@ -40,7 +40,11 @@ $(SO): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(WARN) $(CPPFLAGS_ALL) -fPIC -fvisibility=hidden -shared -o $@ $(SRCS) $(LIBS) $(LDFLAGS)
 
-# Every test on every interpreter (LUAS), or one: make test LUAS=5.4
+# The Debian packages the build, the tests and the demo need (apt-get; the only target that installs)
+deps:
+	@bash tools/deps.sh
+
+# Every test on every interpreter (LUAS), or one: make test LUAS=5.4 (after make deps)
 test:
 	@bash tools/test.sh $(LUAS)
 

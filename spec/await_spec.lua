@@ -202,20 +202,26 @@ describe("waiting", function()
     end)
 
     it("step(0) never blocks: a host loop drives a wait frame by frame", function()
+      -- Every answer takes 0.3 s and the polls are 0.2 s apart: a step(0) that
+      -- waited for either would take that long. A step that only collects what
+      -- is ready takes well under a millisecond; 0.1 s leaves room for a
+      -- loaded machine (and valgrind) and still tells the two apart.
       local id = m:job({ id = "job_frames" })
-      m:config({ delay = 0.05 })
+      m:config({ delay = 0.3 })
       local done
-      viggle.spawn(function() done = assert(c:await(id, { interval = 0.02 })) end)
+      viggle.spawn(function() done = assert(c:await(id, { interval = 0.2 })) end)
       local frames, worst = 0, 0
-      while viggle.step(0) > 0 do
+      repeat
         local t = core.now()
-        frames = frames + 1
-        core.sleep(0.005)
+        local live = viggle.step(0)
         worst = math.max(worst, core.now() - t)
-        assert.is_true(frames < 10000)
-      end
+        frames = frames + 1
+        core.sleep(0.005) -- the host's own work in the frame
+        assert.is_true(frames < 10000, "the wait did not end within 10,000 frames")
+      until live == 0
       assert.are.equal("complete", done.status)
-      assert.is_true(frames > 10)
+      assert.is_true(frames > 100, "frames: " .. frames)
+      assert.is_true(worst < 0.1, string.format("the slowest step(0) took %.1f ms", worst * 1000))
     end)
 
     it("blocking calls outside a task still work while tasks are pending", function()
@@ -292,9 +298,7 @@ describe("waiting", function()
       end
       assert.are.equal(1000, summary.complete)
       local conns = m:connections("api")
-      assert.is_true(conns <= 40, "connections: " .. conns)
-      print(string.format("\n# 1000 jobs: %.2f s, %d connections, %d KiB Lua heap", took, conns,
-        math.floor(collectgarbage("count"))))
+      assert.is_true(conns <= 40, string.format("connections: %d (1000 jobs followed in %.2f s)", conns, took))
     end)
   end)
 end)
@@ -330,11 +334,19 @@ describe("await_all over HTTP/2", function()
 
   it("multiplexes a burst over a few TLS connections instead of one per request", function()
     local c = assert(viggle.new({ base_url = m.tls_base_url, ca_file = m.ca_file }))
+    -- The first poll of a burst goes alone and tells whether the API speaks
+    -- HTTP/2; when it has not answered within a second (a fresh TLS handshake
+    -- under valgrind takes longer) the rest start without knowing, one
+    -- connection each. Following one job first leaves an HTTP/2 connection in
+    -- the pool: the burst's first poll then answers at once, however slow the
+    -- machine, and the count below does not depend on the timing.
+    local warm = m:job({ id = "h2warm" })
+    assert.are.equal("complete", assert(c:await_all({ warm }, { interval = 0.01 }))[1].status)
     local ids = m:jobs({ count = 300, id = "h2job" })
     local results, summary = c:await_all(ids, { interval = 0.01, concurrency = 300 })
     assert.are.equal(300, summary.complete)
     assert.are.equal(ids[300], results[300].job_id)
     local conns = m:connections("api")
-    assert.is_true(conns <= 4, "connections: " .. conns) -- one probe, then ceil(300 / 100)
+    assert.is_true(conns <= 4, "connections: " .. conns) -- the warm one, then ceil(300 / 100) at most
   end)
 end)

@@ -23,13 +23,15 @@ describe("rockspec/viggle-scm-1.rockspec", function()
     for name, m in pairs(spec.build.modules) do
       if type(m) == "string" then listed[m] = name end
     end
-    local p = assert(io.popen("ls lua/viggle/*.lua"))
+    local p, n = assert(io.popen("ls lua/viggle/*.lua")), 0
     for file in p:lines() do
+      n = n + 1
       assert.is_string(listed[file], file .. " is not in the rockspec")
       local expect = file:match("lua/viggle/(.-)%.lua$")
       assert.are.equal(expect == "init" and "viggle" or ("viggle." .. expect), listed[file])
     end
     p:close()
+    assert.is_true(n > 1, "ls lua/viggle/*.lua listed " .. n .. " files")
     local srcs = {}
     for _, s in ipairs(spec.build.modules["viggle.core"].sources) do srcs[s] = true end
     p = assert(io.popen("ls csrc/*.c"))

@@ -253,7 +253,7 @@ describe("client:status", function()
 
     it("auth for a missing key, from a plain-string detail", function()
       local res = assert(require("viggle.client").new({ base_url = m.base_url, api_key = "" }))
-      local _, err = res:_api({ path = "/api/credits" })
+      local _, err = require("viggle.http").api(res, { path = "/api/credits" })
       assert.are.equal("auth", err.kind)
       assert.are.equal(401, err.status)
       assert.is_string(err.message)
@@ -309,8 +309,7 @@ describe("client:status", function()
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = %q .. package.cpath
       local job, err = require("viggle").status("job_env")
-      io.write(job and job.status or tostring(err))]], "./build/" .. ((type(jit) == "table") and "jit"
-      or _VERSION:match("%d+%.%d+")) .. "/?.so;")
+      io.write(job and job.status or tostring(err))]], require("spec.support").build_dir() .. "/?.so;")
     local f = assert(io.open(m.prefix .. "/env.lua", "w"))
     f:write(script)
     f:close()

@@ -16,10 +16,9 @@ case "$mode" in
       lua5.4 /usr/bin/busted -o TAP "${specs[@]}"
     ;;
   asan)
-    mkdir -p build/asan/viggle
-    cc -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -std=c99 -Wall -Wextra -Werror \
-      -D_POSIX_C_SOURCE=200809L $(pkg-config --cflags lua5.4 libcurl) -fPIC -fvisibility=hidden -shared \
-      -o build/asan/viggle/core.so csrc/*.c $(pkg-config --libs libcurl) -lm || exit 1
+    # the Makefile's own build (same warnings, sources and libraries), into build/asan
+    make -s LUA=5.4 BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+      SANFLAGS="-fsanitize=address,undefined" || exit 1
     asan=$(cc -print-file-name=libasan.so)
     ubsan=$(cc -print-file-name=libubsan.so)
     # The runtime is preloaded into the (uninstrumented) interpreter; the

@@ -5,7 +5,7 @@
 --- server: its cost is unknown (exact = false, credits = nil), never guessed.
 --- Loaded on first use by client:estimate and client:scene.
 local errors = require("viggle.errors")
-local client = require("viggle.client")
+local http = require("viggle.http")
 
 local type, tostring, error = type, tostring, error
 local byte, format, ceil = string.byte, string.format, math.ceil
@@ -92,13 +92,12 @@ end
 ---@return table|nil scene
 ---@return viggle.Error|nil err
 function _M.scene(self, scene_id, opts)
-  local path, err = client.check_id(scene_id, "scene id")
+  local path, err = http.check_id(scene_id, "scene id")
   if not path then return nil, err end
-  if not self:has_key() then
-    return nil, E("auth", "no API key: set VIGGLE_API_KEY or pass api_key to viggle.new")
-  end
+  err = http.need_key(self)
+  if err then return nil, err end
   local scene
-  scene, err = self:_api({ path = "/api/scenes/" .. path, timeout = opts and opts.timeout })
+  scene, err = http.api(self, { path = "/api/scenes/" .. path, timeout = opts and opts.timeout })
   if not scene then return nil, err end
   if type(scene.data) == "table" then scene = scene.data end -- one example wraps it
   return scene

@@ -5,12 +5,15 @@
 --- they yield to the scheduler; outside one they block (a private multi for
 --- transfers, a real sleep), so a user changes nothing between the two.
 --- A host with its own loop either calls `step(0)` every frame, or installs
---- a driver (viggle.uv) that watches libcurl's sockets itself.
+--- a driver (viggle.uv) that watches libcurl's sockets itself. Inside nginx
+--- the waits and the ownership of tasks are viggle.ngx's. See
+--- docs/architecture.md.
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local heap = require("viggle.heap")
 
-local coroutine, setmetatable, select, type, error = coroutine, setmetatable, select, type, error
+local coroutine, setmetatable, select, type, error, pairs, ipairs, next = coroutine, setmetatable, select, type,
+  error, pairs, ipairs, next
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
 local now, core_sleep, huge, min, max = core.now, core.sleep, math.huge, math.min, math.max
 local co_running, co_yield, co_resume, co_status, co_create = coroutine.running, coroutine.yield,
@@ -26,11 +29,13 @@ Task.__index = Task
 -- Scheduler state (one per Lua state).
 local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
 local live = 0                                    -- tasks not yet ended
+local alive = {}                                  -- those tasks (task -> true)
+local running                                     -- the task being resumed now
 local ready, ready_n = {}, 0                      -- tasks to resume, in order
 local timers = heap.new()                         -- min-heap of {at, task, token}
 local waiting = {}                                -- request -> task
 local driver                                      -- how transfers are driven (see below)
-local failed_tasks = {}                           -- tasks that raised, for run()
+local run_failures                                -- tasks that raised during the run() now running
 
 -- A cancelled wait raises this sentinel inside the task; it ends the task.
 local CANCEL = setmetatable({}, { __tostring = function() return "viggle: task cancelled" end })
@@ -45,7 +50,7 @@ function _M.acquire()
     idle_n = idle_n - 1
     return r
   end
-  return assert(core.request())
+  return core.request() -- or nil, msg, code
 end
 --- Gives a finished (or never started) request handle back to the pool.
 ---@param r userdata a request from acquire
@@ -62,28 +67,38 @@ function _M.release(r)
 end
 
 -- ---- drivers ----------------------------------------------------------------
--- Inside nginx (OpenResty's Lua module), a wait outside a task yields to
--- nginx with ngx.sleep, in the phases where that is allowed, so the worker
--- keeps serving other requests. (A libcurl transfer itself still blocks.)
-local NGX_YIELDING = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
-                       ssl_session_fetch = true }
+-- Inside nginx, waits go through viggle.ngx (they yield to nginx where they may).
+local host = rawget(_G, "ngx") and require("viggle.ngx")
 local function host_sleep(seconds)
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.sleep and ngx.get_phase and NGX_YIELDING[ngx.get_phase()] then
-    ngx.update_time() return ngx.sleep(seconds + 0.001) -- clock behind after a transfer; ms granularity, never 0
-  end
+  if host then return host.sleep(seconds) end
   core_sleep(seconds)
 end
 
 -- Options of the multis made from now on (see _M.configure).
 local multi_opts = {}
-local multiplex_cap -- the cap set by _M.multiplexing, if any
+
+--- Makes a multi with the options of viggle.configure (max_host_connections,
+--- max_connects) and those of `extra`, which win. Every multi the scheduler
+--- drives is made here (the default driver's, viggle.uv's).
+---@param extra table|nil more options for core.multi (sockets, max_connects)
+---@return userdata|nil multi
+---@return string|nil message
+---@return string|nil code
+function _M.new_multi(extra)
+  local o = { max_host_connections = multi_opts.max_host_connections, max_connects = multi_opts.max_connects }
+  if extra then
+    for k, v in pairs(extra) do o[k] = v end
+  end
+  return core.multi(o)
+end
 
 -- The default driver: a multi in perform/poll mode, driven by step().
 local function default_driver()
-  local m = assert(core.multi(multi_opts))
+  local m, msg, code = _M.new_multi()
+  if not m then return nil, msg, code end
   return {
     multi = m,
+    builtin = true,
     add = function(r) return m:add(r) end,
     remove = function(r) m:remove(r) end,
     count = function() return m:count() end,
@@ -101,10 +116,26 @@ local function default_driver()
   }
 end
 
+-- The driver, made on first use; or nil, msg, code.
 local function get_driver()
-  if not driver then driver = default_driver() end
+  if not driver then
+    local d, msg, code = default_driver()
+    if not d then return nil, msg, code end
+    driver = d
+  end
   return driver
 end
+
+-- Transfers in flight.
+local function in_flight()
+  return driver and driver.count() or 0
+end
+
+-- The private multi for transfers made outside tasks.
+local blocking_multi
+
+-- The caps held through _M.multiplexing: multi -> {cap = n, holders = k}.
+local mux = setmetatable({}, { __mode = "k" })
 
 --- Sets how the scheduler's connections are managed: `max_host_connections`
 --- (a cap on connections to one host; further requests queue), and
@@ -114,11 +145,20 @@ end
 ---@return nil
 function _M.configure(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
-  if driver and driver.count() > 0 then error("viggle.configure: transfers are in flight", 2) end
+  if in_flight() > 0 or (blocking_multi and blocking_multi:count() > 0) then
+    error("viggle.configure: transfers are in flight", 2)
+  end
   multi_opts = { max_host_connections = opts.max_host_connections, max_connects = opts.max_connects }
-  if driver and driver.multi and not driver.uninstall then
+  mux = setmetatable({}, { __mode = "k" }) -- the caps of multis made before are gone with them
+  if blocking_multi then
+    blocking_multi:close()
+    blocking_multi = nil
+  end
+  if driver and driver.builtin then
     driver.multi:close()
     driver = nil
+  elseif driver and driver.remake then
+    driver.remake() -- an installed driver (viggle.uv) makes its multi again, with new_multi
   end
 end
 
@@ -128,26 +168,41 @@ end
 ---@return nil
 function _M.keep_connections(n)
   local d = get_driver()
-  if d.multi then d.multi:keep_connections(n) end
+  if d and d.multi then d.multi:keep_connections(n) end
 end
 
 --- Over HTTP/2 one connection carries many requests: caps the connections
 --- to a host at `n` for a burst of multiplexed polls, unless a cap was set
 --- (viggle.configure). Without it libcurl 7.88 opens a new connection for
 --- nearly every request of a burst once the first connection's streams are
---- taken.
---- `n` = 0 lifts the cap again (only the one set here, never the user's).
+--- taken. The cap belongs to the caller: it holds it until it calls the
+--- function returned, and the cap is lifted when its last holder releases it.
 ---@param n integer
----@return nil
+---@return fun() release lifts this caller's hold (calling it again does nothing)
 function _M.multiplexing(n)
-  local m = get_driver().multi
-  if not m then return end
-  if n > 0 and m:max_host_connections() == 0 then
+  local d = get_driver()
+  local m = d and d.multi
+  if not m or n <= 0 then return function() end end
+  local held = mux[m]
+  if not held then
+    if m:max_host_connections() ~= 0 then return function() end end -- the user's cap stands
+    held = { cap = 0, holders = 0 }
+    mux[m] = held
+  end
+  held.holders = held.holders + 1
+  if n > held.cap then
+    held.cap = n
     m:max_host_connections(n)
-    multiplex_cap = n
-  elseif n == 0 and multiplex_cap and m:max_host_connections() == multiplex_cap then
-    m:max_host_connections(0)
-    multiplex_cap = nil
+  end
+  local released = false
+  return function()
+    if released then return end
+    released = true
+    held.holders = held.holders - 1
+    if held.holders == 0 and mux[m] == held then
+      mux[m] = nil
+      if m:max_host_connections() == held.cap then m:max_host_connections(0) end
+    end
   end
 end
 
@@ -155,7 +210,7 @@ end
 ---@param d table|nil the driver; nil puts the built-in one back
 ---@return nil
 function _M.set_driver(d)
-  if driver and driver.count() > 0 then error("viggle: cannot change the driver while transfers are in flight", 2) end
+  if in_flight() > 0 then error("viggle: cannot change the driver while transfers are in flight", 2) end
   driver = d
 end
 
@@ -172,6 +227,7 @@ end
 
 local function finish(task, ok, ...)
   live = live - 1
+  alive[task] = nil
   if ok then
     task.status = "done"
     task.results = { n = select("#", ...), ... }
@@ -183,7 +239,7 @@ local function finish(task, ok, ...)
     else
       task.status = "failed"
       task.error = err
-      if not task.joined then failed_tasks[#failed_tasks + 1] = task end
+      if run_failures then run_failures[#run_failures + 1] = task end
     end
   end
   local joiners = task.joiners
@@ -203,11 +259,13 @@ local function resume(task)
   end
   task.started = true
   task.status = "running"
+  running = task
   if args then
     finish_or_not(task, co_resume(task.co, unpack(args, 1, args.n)))
   else
     finish_or_not(task, co_resume(task.co))
   end
+  running = nil
 end
 
 finish_or_not = function(task, ok, ...)
@@ -228,19 +286,18 @@ finish_or_not = function(task, ok, ...)
   end
 end
 
--- Inside nginx the scheduler is one per worker, and a coroutine belongs to the
--- request that made it: tasks of two requests at once would resume each
--- other's coroutines (and crash the worker). A second request is refused.
-local owner_request
-local function check_owner()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or not ngx.get_phase then return end
-  local ok, req = pcall(function() return ngx.ctx end) -- one table per request
-  if not ok or type(req) ~= "table" then return end
-  if live == 0 then owner_request = req
-  elseif req ~= owner_request then
-    error("viggle: another request of this nginx worker has tasks running; "
-          .. "inside nginx follow several jobs with ngx.thread.spawn and client:await", 3)
+-- Ends every live task without resuming it (viggle.ngx: the request that
+-- made them has left them behind).
+local function abandon()
+  for task in pairs(alive) do task.cancelled = true end
+  while next(alive) do
+    local task = next(alive)
+    local r = task.waiting_for
+    if r and r:state() == "running" then
+      waiting[r] = nil
+      driver.remove(r)
+    end
+    finish(task, false, CANCEL)
   end
 end
 
@@ -250,10 +307,11 @@ end
 ---@param ... any arguments for fn
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
-  check_owner()
+  if host then host.claim(live, abandon) end
   local task = setmetatable({ co = co_create(fn), status = "ready", token = 0 }, Task)
   by_co[task.co] = task
   live = live + 1
+  alive[task] = true
   make_ready(task, ...)
   return task
 end
@@ -289,13 +347,11 @@ function _M.sleep(seconds)
   suspend(task)
 end
 
--- The private multi for transfers made outside tasks.
-local blocking_multi
-
 --- Performs a set-up request to its end. Inside a task it yields; outside it
 --- blocks. `tick` (optional) is called about every `tick_every` seconds while
 --- the transfer runs (for progress); returning false abandons the transfer.
---- Returns the request's result.
+--- Returns the request's result; failures (of the transfer, or of making a
+--- multi or adding the request to it) as nil, message, code.
 ---@param r userdata a set-up request
 ---@param tick (fun(): boolean|nil)|nil
 ---@param tick_every number|nil seconds (default 0.25)
@@ -307,9 +363,14 @@ function _M.transfer(r, tick, tick_every)
   tick_every = tick_every or 0.25
   if not task then
     if not tick then return r:perform() end -- libcurl's own loop: the least CPU
-    blocking_multi = blocking_multi or assert(core.multi())
+    if not blocking_multi then
+      local msg, code
+      blocking_multi, msg, code = _M.new_multi()
+      if not blocking_multi then return nil, msg, code end
+    end
     local m = blocking_multi
-    assert(m:add(r))
+    local ok, msg, code = m:add(r)
+    if not ok then return nil, msg, code end
     local next_tick = tick and now() + tick_every
     while r:state() == "running" do
       m:perform()
@@ -324,8 +385,11 @@ function _M.transfer(r, tick, tick_every)
     end
     return r:result()
   end
-  local d = get_driver()
-  assert(d.add(r))
+  local d, msg, code = get_driver()
+  if not d then return nil, msg, code end
+  local ok
+  ok, msg, code = d.add(r)
+  if not ok then return nil, msg, code end
   waiting[r] = task
   task.waiting_for = r
   -- No pcall around the yields (Lua 5.1 cannot yield across one): a
@@ -387,47 +451,68 @@ function _M.next_timer()
   return timers.n > 0 and timers[1][1] or nil
 end
 
+-- step, run and a join outside a task drive the scheduler: never from inside
+-- a task (a callback of one included), which would resume tasks under it.
+local function not_in_task(name)
+  if running or _M.current() then
+    error(name .. " cannot be called inside a task (or a callback it runs): it would resume the task under it", 3)
+  end
+end
+
+-- Advances transfers and wakes the tasks whose transfers finished.
+local function drive()
+  if in_flight() > 0 then dispatch(driver.drive()) end
+end
+
 --- One turn: advance transfers, wake due tasks, run what is ready. Waits at
---- most `timeout` seconds (0: never blocks) when nothing is ready.
---- Returns the number of live tasks.
+--- most `timeout` seconds (0: never blocks) when nothing is ready. Raises
+--- when called inside a task.
 ---@param timeout number|nil seconds to wait at most when nothing is ready (default 0)
 ---@return integer live tasks
 function _M.step(timeout)
+  not_in_task("viggle.step")
   timeout = timeout or 0
-  local d = get_driver()
-  if d.count() > 0 then dispatch(d.drive()) end
+  drive()
   local next_at = expire_timers(now())
   local ran = run_ready()
-  if ran == 0 and ready_n == 0 and timeout > 0 and live > 0 and (next_at or d.count() > 0) then
+  if ran == 0 and ready_n == 0 and timeout > 0 and live > 0 and (next_at or in_flight() > 0) then
     local t = timeout
     if next_at then t = min(t, max(next_at - now(), 0)) end
-    d.wait(t)
-    if d.count() > 0 then dispatch(d.drive()) end
+    if driver then driver.wait(t) else host_sleep(t) end
+    drive()
     expire_timers(now())
     run_ready()
   end
   return live
 end
 
---- Runs until every task has ended. Returns true, or false and the error of
---- the first task that raised and that nobody joined.
+-- Every task is suspended on something only another task can give.
 local function stuck()
-  return ready_n == 0 and timers.n == 0 and get_driver().count() == 0
+  return ready_n == 0 and timers.n == 0 and in_flight() == 0
 end
 local STUCK = "every remaining task is waiting on another: nothing can progress"
 
+--- Runs until every task has ended. Returns true, or false and the error of
+--- the first task that raised during this run and that nobody joined.
+--- Raises when called inside a task.
 ---@return boolean ok
 ---@return any err
 function _M.run()
-  if _M.current() then error("viggle.run cannot be called inside a task", 2) end
+  not_in_task("viggle.run")
+  local outer = run_failures
+  local mine = {}
+  run_failures = mine
   while live > 0 do
-    -- Every task is suspended on something only another task can give.
-    if stuck() then return false, errors.new("cancelled", STUCK) end
+    if stuck() then
+      run_failures = outer
+      return false, errors.new("cancelled", STUCK)
+    end
     _M.step(huge)
   end
-  local f = failed_tasks[1]
-  failed_tasks = {}
-  if f then return false, f.error end
+  run_failures = outer
+  for _, t in ipairs(mine) do
+    if not t.joined then return false, t.error end
+  end
   return true
 end
 
@@ -443,7 +528,7 @@ function Task:cancel()
   local r = self.waiting_for
   if r and r:state() == "running" then
     waiting[r] = nil
-    get_driver().remove(r)
+    driver.remove(r)
   end
   if co_running() == self.co then error(CANCEL, 0) end
   make_ready(self)
@@ -456,9 +541,6 @@ end
 ---@return any ... the results of the task, or its error
 function Task:join()
   self.joined = true
-  for i = #failed_tasks, 1, -1 do
-    if failed_tasks[i] == self then table.remove(failed_tasks, i) end
-  end
   while self.status ~= "done" and self.status ~= "failed" and self.status ~= "cancelled" do
     local me = _M.current()
     if me then
@@ -467,6 +549,7 @@ function Task:join()
       self.joiners[#self.joiners + 1] = me
       suspend(me)
     else
+      not_in_task("task:join")
       if stuck() then return false, errors.new("cancelled", STUCK) end
       _M.step(huge)
     end

@@ -4,6 +4,7 @@
 --- overwrite, in a directory that exists and can be written). Used by
 --- client:run, `viggle render --wait -o` and batches.
 local errors = require("viggle.errors")
+local http = require("viggle.http")
 
 local format, tostring, type, ipairs = string.format, tostring, type, ipairs
 local E = errors.new
@@ -75,7 +76,8 @@ end
 ---@return viggle.Error|nil
 function _M.check(c, params, output, opts)
   opts = opts or {}
-  if not c:has_key() then return E("auth", "no API key: set VIGGLE_API_KEY or pass api_key to viggle.new") end
+  local kerr = http.need_key(c)
+  if kerr then return kerr end
   for _, field in ipairs(INPUTS) do
     if params[field] ~= nil then
       local why = input_problem(params[field])

@@ -103,6 +103,12 @@ function _M.threads()
   answer({ results = results, t_start = t0, t_end = now() })
 end
 
+-- A handler that raises after viggle.spawn: its task is left behind.
+function _M.spawn_raise()
+  viggle.spawn(function() viggle.sleep(0.01) end)
+  error("the handler broke after viggle.spawn")
+end
+
 function _M.await_all()
   local a = args()
   local c = client(a)

@@ -13,7 +13,8 @@ local nginx_host = require("spec.hosts.nginx_host")
 
 local now, sleep, fmt = core.now, core.sleep, string.format
 
-local exists = require("spec.support").exists
+local support = require("spec.support")
+local exists = support.exists
 
 local function ms(s) return fmt("%.1f ms", s * 1000) end
 
@@ -21,7 +22,7 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
   local m, h
 
   setup(function()
-    assert(exists(nginx_host.root .. "/build/jit/viggle/core.so"), "build/jit/viggle/core.so is missing: make LUA=jit")
+    assert(exists(support.build_dir("jit") .. "/viggle/core.so"), "build/jit/viggle/core.so is missing: make LUA=jit")
     assert(exists("/usr/lib/nginx/modules/ngx_http_lua_module.so"), "the nginx Lua module is missing "
       .. "(Debian: libnginx-mod-http-lua)")
     m = assert(mock_server.start())
@@ -93,7 +94,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     local r = cjson.decode(body)
     assert.are.equal("ngx_status", r.job_id)
     assert.are.equal("queued", r.status)
-    print("\n# nginx: one status transfer to the mock (no delay) held the worker " .. ms(r.seconds))
   end)
 
   it("client:await: the waits between polls yield, /ping on the same worker answers in < 100 ms", function()
@@ -112,8 +112,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     local list, min_pause = polls(id)
     assert.is_true(#list >= 6 and #list <= 10, "polls: " .. #list)
     assert.is_true(min_pause > 0.17, "shortest pause between polls: " .. ms(min_pause))
-    print(fmt("\n# nginx: await of %.2f s, %d polls; %d pings meanwhile, slowest %s",
-      r.t_end - r.t_start, #list, #inside, ms(worst(inside))))
   end)
 
   it("client:await in several concurrent requests on the one worker: each completes, /ping stays fast", function()
@@ -159,10 +157,8 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     for _, p in ipairs(inside) do if p.latency < 0.05 then fast = fast + 1 end end
     assert.is_true(fast >= 3, "pings answered at once (during the sleeps): " .. fast)
     -- the sleep after a 0.2 s transfer is still the whole interval
-    local list, min_pause = polls(id)
+    local _, min_pause = polls(id)
     assert.is_true(min_pause > 0.17, "shortest pause between polls: " .. ms(min_pause))
-    print(fmt("\n# nginx: API delay 0.2 s: one transfer held the worker %s; during an await (%d polls) "
-      .. "%d pings, slowest %s, %d answered at once", ms(one.seconds), #list, #inside, ms(slowest), fast))
   end)
 
   it("the client's timeout bounds how long one transfer can hold the worker", function()
@@ -174,8 +170,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.is_true(#pings >= 1)
     local slowest = worst(pings)
     assert.is_true(slowest >= 0.15 and slowest < 0.3 + 0.1, "slowest /ping: " .. ms(slowest))
-    print(fmt("\n# nginx: a 3 s answer, client timeout 0.3 s: the worker was held %s, /ping waited up to %s",
-      ms(r.seconds), ms(slowest)))
   end)
 
   it("tasks inside one request: viggle.spawn + viggle.run, and await_all, work and their waits yield", function()
@@ -201,8 +195,6 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     -- nothing in the error log: no Lua error, and no "ngx.sleep(0) called without delayed events
     -- patch" warning (a scheduler wait shorter than nginx's 1 ms timer granularity)
     assert.are.equal("", h:error_log():sub(log_before + 1))
-    print(fmt("\n# nginx: 3 tasks in one request: %d pings, slowest %s; await_all: %d pings, slowest %s",
-      #inside, ms(worst(inside)), #ainside, ms(worst(ainside))))
   end)
 
   it("tasks of a second request on the same worker are refused with an error, and the worker lives", function()
@@ -221,6 +213,34 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.is_true(r.run_ok, tostring(r.run_err))
     for i, id in ipairs(ids) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
     assert.is_string((h:get("/ping", 5)))
+  end)
+
+  -- /tasks in a fresh request: both jobs complete, run() returns true
+  local function tasks_work(prefix)
+    local ids = m:jobs({ count = 2, id = prefix })
+    local r = cjson.decode((assert(h:get("/tasks?ids=" .. table.concat(ids, ",") .. "&interval=0.02", 10),
+      "/tasks failed:\n" .. h:error_log())))
+    assert.is_true(r.run_ok, tostring(r.run_err))
+    for i, id in ipairs(ids) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
+  end
+
+  it("an await_all outside a task whose jobs end within a second leaves the worker's tasks free", function()
+    local log_before = #h:error_log()
+    local ids = m:jobs({ count = 2, id = "ngx_quick" }) -- 6 polls each, 0.02 s apart: done in ~0.15 s
+    local a = cjson.decode((assert(h:get("/await_all?ids=" .. table.concat(ids, ",") .. "&interval=0.02", 10))))
+    assert.are.equal(2, a.complete)
+    assert.is_true(a.t_end - a.t_start < 1, "await_all took " .. ms(a.t_end - a.t_start))
+    tasks_work("ngx_after_all") -- a request of its own, on the same worker
+    tasks_work("ngx_after_all2")
+    assert.are.equal("", h:error_log():sub(log_before + 1))
+  end)
+
+  it("a handler that raises after viggle.spawn does not wedge the worker", function()
+    assert.is_nil((h:get("/spawn_raise", 5))) -- a 500
+    assert.matches("the handler broke after viggle.spawn", h:error_log())
+    tasks_work("ngx_after_raise")
+    assert.is_nil((h:get("/spawn_raise", 5)))
+    tasks_work("ngx_after_raise2")
   end)
 
   it("several jobs per request in light threads (ngx.thread + client:await), two such requests at once", function()

@@ -1,6 +1,6 @@
 -- Run by spec/hosts/nvim_spec.lua inside headless Neovim:
 --   nvim --headless --clean -u NONE -i NONE -n -c "luafile spec/hosts/nvim_script.lua"
--- Environment: VIGGLE_ROOT (this checkout), VIGGLE_BASE_URL (the mock),
+-- Environment: VIGGLE_ROOT (this checkout), VIGGLE_BUILD_DIR (its build/jit), VIGGLE_BASE_URL (the mock),
 -- VIGGLE_NVIM_OUT (where the JSON results go), VIGGLE_NVIM_IDS (comma-separated
 -- job ids for await_all), VIGGLE_NVIM_JOIN_ID (a job awaited by a blocking
 -- join outside any task), VIGGLE_NVIM_STATUS_ID (for :Viggle status),
@@ -14,7 +14,7 @@ local HARD_LIMIT_MS = 20000
 
 local root = assert(os.getenv("VIGGLE_ROOT"), "VIGGLE_ROOT not set")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/jit/?.so;" .. package.cpath
+package.cpath = assert(os.getenv("VIGGLE_BUILD_DIR"), "VIGGLE_BUILD_DIR not set") .. "/?.so;" .. package.cpath
 
 local uv = vim.uv or vim.loop
 local out_path = assert(os.getenv("VIGGLE_NVIM_OUT"), "VIGGLE_NVIM_OUT not set")

@@ -17,111 +17,29 @@ local cjson = require("cjson")
 
 local M = {}
 
-local NGINX = os.getenv("VIGGLE_MOCK_NGINX") or "nginx"
-
----------------------------------------------------------------------------
--- small helpers
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- os.execute's result differs between 5.1/LuaJIT (a number) and 5.2+ (true/nil, how, code)
-local function run_ok(cmd)
-  local a = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true
-end
-
-local function capture(cmd)
-  local p = io.popen(cmd)
-  if not p then return "" end
-  local out = p:read("*a") or ""
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:close()
-  return true
-end
-
-local function sleep(seconds)
-  os.execute("sleep " .. string.format("%.3f", seconds))
-end
-
+-- This file's directory, absolute: the script runs from anywhere.
 local function mock_dir()
   local src = debug.getinfo(1, "S").source
   local path = src:sub(1, 1) == "@" and src:sub(2) or "spec/mock/server.lua"
   local dir = path:match("^(.*)/[^/]*$") or "."
   if dir:sub(1, 1) ~= "/" then
-    local cwd = capture("pwd"):gsub("%s+$", "")
-    dir = cwd .. "/" .. dir
+    local p = io.popen("pwd")
+    dir = p:read("*l") .. "/" .. dir
+    p:close()
   end
-  dir = dir:gsub("/%./", "/"):gsub("/%.$", ""):gsub("//+", "/")
-  return dir
+  return (dir:gsub("/%./", "/"):gsub("/%.$", ""):gsub("//+", "/"))
 end
 
 M.dir = mock_dir()
-
--- ports something already listens on (from /proc/net/tcp{,6}; empty if unreadable)
-local function busy_ports()
-  local busy = {}
-  for _, f in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
-    local text = read_file(f) or ""
-    for port, st in text:gmatch("\n%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)") do
-      if st == "0A" then busy[tonumber(port, 16)] = true end
-    end
-  end
-  return busy
-end
-
-local seeded = false
-local function random_port(avoid, avoid2)
-  if not seeded then
-    local seed = os.time()
-    local f = io.open("/dev/urandom", "rb")
-    if f then
-      local b = f:read(4)
-      f:close()
-      seed = 0
-      for i = 1, #b do seed = seed * 256 + b:byte(i) end
-    end
-    math.randomseed(seed % 2147483647)
-    seeded = true
-  end
-  local busy = busy_ports()
-  while true do
-    local p = math.random(20000, 60000)
-    if p ~= avoid and p ~= avoid2 and not busy[p] then return p end
-  end
-end
-
--- a daemonized nginx is reparented to PID 1, which may be slow to reap it:
--- a zombie counts as gone
-local function is_alive(pid)
-  pid = tonumber(pid)
-  if not pid then return false end
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if stat then return stat:match("%) (%a)") ~= "Z" end
-  return run_ok("kill -0 " .. pid .. " 2>/dev/null")
-end
+-- spec/support.lua, found from here (two levels up is the checkout)
+package.path = M.dir:gsub("/spec/mock$", "") .. "/?.lua;" .. package.path
+local support = require("spec.support")
+local q, capture, read_file, write_file = support.q, support.capture, support.read_file, support.write_file
 
 ---------------------------------------------------------------------------
 -- the object
 
-local Mock = {}
+local Mock = setmetatable({}, { __index = support.Nginx })
 Mock.__index = Mock
 
 -- lua-cjson decodes every number as a float on Lua 5.3+: give integral ones back
@@ -152,8 +70,7 @@ function Mock:control(method, path, tbl)
   local body_file
   if tbl ~= nil then
     body_file = base .. ".json"
-    local ok, err = write_file(body_file, cjson.encode(tbl))
-    if not ok then return nil, "mock control: " .. tostring(err) end
+    write_file(body_file, cjson.encode(tbl))
     cmd = cmd .. " -H 'Content-Type: application/json' --data-binary @" .. q(body_file)
   end
   cmd = cmd .. " " .. q(self.base_url .. path) .. " 2>&1"
@@ -247,31 +164,6 @@ function Mock:big(size, sparse)
   return r.big_path
 end
 
-function Mock:pid()
-  local s = read_file(self.prefix .. "/logs/nginx.pid")
-  return s and tonumber(s:match("%d+"))
-end
-
--- stop(): stop nginx and remove PREFIX (unless the object only attached)
-function Mock:stop()
-  if self.stopped then return true end
-  self.stopped = true
-  if not self.owned then return true end
-  local pid = self:pid() or self.nginx_pid
-  if pid and is_alive(pid) then
-    os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-    for _ = 1, 100 do
-      if not is_alive(pid) then break end
-      sleep(0.05)
-    end
-    if is_alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-  end
-  if self.prefix and self.prefix:match("^/.+/viggle%-mock%.") and not self.keep then
-    os.execute("rm -rf " .. q(self.prefix))
-  end
-  return true
-end
-
 ---------------------------------------------------------------------------
 -- TLS
 
@@ -283,10 +175,10 @@ function M.make_cert(dir)
   local ca_key, ca, key, csr, cert = dir .. "/ca.key", dir .. "/ca.pem", dir .. "/server.key",
     dir .. "/server.csr", dir .. "/server.pem"
   local ext = dir .. "/server.ext"
-  assert(write_file(ext, "basicConstraints=critical,CA:FALSE\n"
+  write_file(ext, "basicConstraints=critical,CA:FALSE\n"
     .. "keyUsage=critical,digitalSignature,keyEncipherment\n"
     .. "extendedKeyUsage=serverAuth\n"
-    .. "subjectAltName=IP:127.0.0.1,DNS:localhost\n"))
+    .. "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
   local log = dir .. "/openssl.log"
   local steps = {
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30"
@@ -299,7 +191,7 @@ function M.make_cert(dir)
       .. " -CAcreateserial -days 30 -extfile " .. q(ext) .. " -out " .. q(cert),
   }
   for _, cmd in ipairs(steps) do
-    if not run_ok(cmd .. " >>" .. q(log) .. " 2>&1") then
+    if not support.run_ok(cmd .. " >>" .. q(log) .. " 2>&1") then
       return nil, "mock: openssl failed: " .. (read_file(log) or cmd)
     end
   end
@@ -309,26 +201,6 @@ end
 ---------------------------------------------------------------------------
 -- starting
 
-local function render_conf(vars)
-  local tpl = assert(read_file(M.dir .. "/nginx.conf.in"), "cannot read nginx.conf.in")
-  return (tpl:gsub("@([%u_]+)@", function(name)
-    local v = vars[name]
-    if v == nil then error("nginx.conf.in: no value for @" .. name .. "@") end
-    return tostring(v)
-  end))
-end
-
-local function wait_ready(m, timeout)
-  local deadline = os.time() + timeout
-  while true do
-    local code = capture("curl -s -o /dev/null --max-time 1 -w '%{http_code}' "
-      .. q(m.base_url .. "/_mock/ping") .. " 2>/dev/null")
-    if code:match("^200") then return true end
-    if os.time() > deadline then return false end
-    sleep(0.05)
-  end
-end
-
 -- start(opts) -> mock object | nil, err
 -- opts: port, cdn_port (fixed ports; otherwise random in 20000-60000, retried
 -- on bind failure), prefix (directory to use instead of a fresh temp one),
@@ -337,70 +209,42 @@ end
 -- m.tls_base_url and m.ca_file), tls_port (fixed port for it; implies tls)
 function M.start(opts)
   opts = opts or {}
-  local prefix = opts.prefix
-  if not prefix then
-    local tmp = os.getenv("TMPDIR")
-    if not tmp or tmp == "" then tmp = "/tmp" end
-    prefix = capture("mktemp -d " .. q(tmp .. "/viggle-mock.XXXXXXXX")):gsub("%s+$", "")
-    if prefix == "" then return nil, "mock: mktemp failed" end
-  end
-  for _, d in ipairs({ "logs", "tmp", "cdn/video", "ctl" }) do
-    os.execute("mkdir -p " .. q(prefix .. "/" .. d))
-  end
-  local is_root = capture("id -u"):match("^0%s*$") ~= nil
+  local prefix = opts.prefix or support.tempdir("viggle-mock")
+  if not prefix then return nil, "mock: mktemp failed" end
+  os.execute("mkdir -p " .. q(prefix .. "/cdn/video") .. " " .. q(prefix .. "/ctl"))
   local tls = opts.tls or opts.tls_port
-  local certs
+  local certs, cerr
   if tls then
-    local cerr
     certs, cerr = M.make_cert(prefix .. "/tls")
     if not certs then
       if not opts.prefix then os.execute("rm -rf " .. q(prefix)) end
       return nil, cerr
     end
   end
-  local last_err = "no attempt"
-  local attempts = (opts.port or opts.cdn_port or opts.tls_port) and 1 or 10
-  for _ = 1, attempts do
-    local port = opts.port or random_port(opts.cdn_port, opts.tls_port)
-    local cdn_port = opts.cdn_port or random_port(port, opts.tls_port)
-    local tls_port = tls and (opts.tls_port or random_port(port, cdn_port)) or nil
-    local conf = render_conf({
-      PREFIX = prefix, MOCK_DIR = M.dir, PORT = port, CDN_PORT = cdn_port,
-      DAEMON = (opts.daemon == false) and "off" or "on",
-      USER_LINE = is_root and "user root;" or "",
-      API_TLS = tls and table.concat({
-        "listen 127.0.0.1:" .. tls_port .. " ssl http2;",
-        "ssl_certificate " .. certs.cert .. ";",
-        "ssl_certificate_key " .. certs.key .. ";",
-      }, "\n        ") or "# no TLS listener (start with tls = true)",
-    })
-    local conf_path = prefix .. "/nginx.conf"
-    assert(write_file(conf_path, conf))
-    local start_log = prefix .. "/logs/start.log"
-    local cmd = q(NGINX) .. " -p " .. q(prefix .. "/") .. " -c " .. q(conf_path)
-      .. " -e " .. q(prefix .. "/logs/error.log") .. " >" .. q(start_log) .. " 2>&1"
-    if run_ok(cmd) then
-      local m = setmetatable({
-        base_url = "http://127.0.0.1:" .. port,
-        cdn_base = "http://127.0.0.1:" .. cdn_port,
-        port = port, cdn_port = cdn_port, prefix = prefix,
-        owned = true, keep = opts.keep,
-        tls_port = tls_port, tls_base_url = tls_port and ("https://127.0.0.1:" .. tls_port) or nil,
-        ca_file = certs and certs.ca_file or nil,
-      }, Mock)
-      if wait_ready(m, 10) then
-        m.nginx_pid = m:pid()
-        return m
-      end
-      last_err = "nginx started but does not answer: " .. (read_file(prefix .. "/logs/error.log") or "")
-      m:stop()
-      return nil, "mock: " .. last_err
-    end
-    last_err = read_file(start_log) or "nginx failed"
-    if not last_err:find("in use", 1, true) and not last_err:find("bind()", 1, true) then break end
+  local m, err = support.nginx({
+    template = M.dir .. "/nginx.conf.in", prefix = prefix, keep = opts.keep, class = Mock,
+    ports = tls and { "PORT", "CDN_PORT", "TLS_PORT" } or { "PORT", "CDN_PORT" },
+    fixed = { PORT = opts.port, CDN_PORT = opts.cdn_port, TLS_PORT = opts.tls_port },
+    vars = function(p)
+      return { MOCK_DIR = M.dir, DAEMON = (opts.daemon == false) and "off" or "on",
+        API_TLS = tls and table.concat({
+          "listen 127.0.0.1:" .. p.TLS_PORT .. " ssl http2;",
+          "ssl_certificate " .. certs.cert .. ";",
+          "ssl_certificate_key " .. certs.key .. ";",
+        }, "\n        ") or "# no TLS listener (start with tls = true)" }
+    end,
+    ready = function(n) return support.http_ok("http://127.0.0.1:" .. n.ports.PORT .. "/_mock/ping") end,
+  })
+  if not m then
+    if not opts.prefix then os.execute("rm -rf " .. q(prefix)) end
+    return nil, "mock: " .. err
   end
-  if not opts.prefix then os.execute("rm -rf " .. q(prefix)) end
-  return nil, "mock: nginx did not start: " .. last_err
+  local p = m.ports
+  m.port, m.cdn_port, m.tls_port = p.PORT, p.CDN_PORT, p.TLS_PORT
+  m.base_url, m.cdn_base = "http://127.0.0.1:" .. p.PORT, "http://127.0.0.1:" .. p.CDN_PORT
+  m.tls_base_url = p.TLS_PORT and ("https://127.0.0.1:" .. p.TLS_PORT) or nil
+  m.ca_file = certs and certs.ca_file or nil
+  return m
 end
 
 -- attach(state_file | {base_url=, cdn_base=, prefix=}) -> object that talks to a
@@ -424,10 +268,7 @@ function M.attach(src)
     cdn_port = t.cdn_base and tonumber(t.cdn_base:match(":(%d+)$")),
     owned = false,
   }, Mock)
-  if not m.prefix then
-    local tmp = os.getenv("TMPDIR") or "/tmp"
-    m.prefix = capture("mktemp -d " .. q(tmp .. "/viggle-mock-client.XXXXXXXX")):gsub("%s+$", "")
-  end
+  m.prefix = m.prefix or support.tempdir("viggle-mock-client")
   os.execute("mkdir -p " .. q(m.prefix .. "/ctl"))
   return m
 end
@@ -505,7 +346,7 @@ local function main(argv)
     local m, err = M.start({ port = o.port, cdn_port = o.cdn_port, tls = o.tls })
     if not m then io.stderr:write(err, "\n"); os.exit(1) end
     os.execute("mkdir -p " .. q(state:match("^(.*)/[^/]*$") or "."))
-    assert(write_file(state, env_lines(m)))
+    write_file(state, env_lines(m))
     io.stdout:write(env_lines(m))
     os.exit(0)
   elseif o.cmd == "stop" then
