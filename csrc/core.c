@@ -40,6 +40,7 @@ static const luaL_Reg core_funcs[] = {
   {"request", vg_request_new},
   {"multi", vg_multi_new},
   {"now", core_now},
+  {"redis_connect", vg_redis_connect},
   {"sleep", core_sleep},
   {NULL, NULL}
 };

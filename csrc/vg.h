@@ -82,6 +82,9 @@ int vg_multi_new(lua_State *L);
 /* core.c: the one exported symbol */
 __attribute__((visibility("default"))) int luaopen_viggle_core(lua_State *L);
 
+/* redis.c */
+int vg_redis_connect(lua_State *L);
+
 /* json.c */
 int vg_json_open(lua_State *L); /* pushes the decode closure */
 

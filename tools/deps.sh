@@ -12,6 +12,7 @@ pkgs=(
   lua-cjson lua-busted lua-check lua-luv
   nginx-light libnginx-mod-http-lua
   valgrind cppcheck neovim luarocks
+  redis-server libhiredis-dev
 )
 if [ "${1:-}" = bench ]; then
   pkgs+=(lua-socket lua-sec python3-requests gnuplot-nox hyperfine time openssl)
