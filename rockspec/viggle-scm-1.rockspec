@@ -19,6 +19,9 @@ dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1",
 }
+-- Batches (viggle.batch, `viggle batch`) also need LuaSQL for SQLite (Debian's
+-- lua-sql-sqlite3, the luasql-sqlite3 rock), loaded only when a batch runs:
+-- everything else works without it.
 -- libcurl (7.85 or newer) is a system library: Debian's libcurl4-openssl-dev.
 -- No external_dependencies block: LuaRocks 3.8 does not look in Debian's
 -- multiarch include directory, where the compiler finds curl/curl.h by itself.
@@ -43,6 +46,11 @@ build = {
     ["viggle.nvim"] = "lua/viggle/nvim.lua",
     ["viggle.cli"] = "lua/viggle/cli.lua",
     ["viggle.cli_help"] = "lua/viggle/cli_help.lua",
+    ["viggle.cli_batch"] = "lua/viggle/cli_batch.lua",
+    ["viggle.estimate"] = "lua/viggle/estimate.lua",
+    ["viggle.preflight"] = "lua/viggle/preflight.lua",
+    ["viggle.batch"] = "lua/viggle/batch.lua",
+    ["viggle.journal"] = "lua/viggle/journal.lua",
   },
   install = {
     bin = { viggle = "bin/viggle" },

@@ -36,10 +36,6 @@ local function mp4(path, o)
   return path
 end
 
-local function md5_of(path)
-  return support.capture("md5sum " .. support.q(path)):match("^(%x+)")
-end
-
 describe("batches", function()
   local m, dir, c
 
@@ -70,12 +66,7 @@ describe("batches", function()
     return d
   end
 
-  local function write(path, text)
-    local f = assert(io.open(path, "wb"))
-    f:write(text)
-    f:close()
-    return path
-  end
+  local write = support.write_file
 
   -- a manifest of `n` items, each with its own video (file i lasts 1 + i/10 s)
   local function manifest(d, n, extra)
@@ -148,6 +139,38 @@ describe("batches", function()
       local _, err = c:estimate({ character_id = "c", scene_id = "scene_missing" })
       assert.are.equal("not_found", err.kind)
     end)
+  end)
+
+  describe("client:render's err.uncertain", function()
+    it("is true when the POST may have created a job, absent when it surely did not", function()
+      local params = { character_id = "c", driving_video = DEMO }
+      m:fault({ match = "/api/render", method = "POST", kind = "drop" })
+      local _, err = c:render(params)
+      assert.are.equal("network", err.kind)
+      assert.is_true(err.uncertain)
+      m:fault({ match = "/api/render", method = "POST", kind = "status", status = 500 })
+      _, err = c:render(params)
+      assert.is_true(err.uncertain)
+      _, err = c:render({ character_id = "char_missing", driving_video = DEMO })
+      assert.are.equal("api", err.kind)
+      assert.is_nil(err.uncertain)
+      local closed = assert(viggle.new({ base_url = "http://127.0.0.1:9", api_key = KEY, retries = 0 }))
+      _, err = closed:render(params)
+      assert.are.equal("COULDNT_CONNECT", err.code)
+      assert.is_nil(err.uncertain)
+    end)
+  end)
+
+  it("viggle batch --help says what the journal states and uncertain mean", function()
+    local rc, out = cli("batch --help")
+    assert.are.equal(0, rc)
+    assert.matches("Usage: viggle batch MANIFEST", out)
+    for _, s in ipairs({ "planned", "submitting", "submitted", "complete", "downloaded", "uncertain",
+                         "%-%-resubmit%-uncertain", "%-%-max%-credits", "%-%-allow%-unknown%-cost" }) do
+      assert.matches(s, out)
+    end
+    local _, usage = cli("--help")
+    assert.matches("batch MANIFEST", usage)
   end)
 
   describe("pre-flight", function()
@@ -318,7 +341,7 @@ describe("batches", function()
       local n = 30
       local path = manifest(d, n)
       local md5 = {}
-      for i = 1, n do md5["item" .. i] = md5_of(format("%s/v%d.mp4", d, i)) end
+      for i = 1, n do md5["item" .. i] = support.md5(format("%s/v%d.mp4", d, i)) end
       -- every answer takes a while: kills land during uploads and between POST and answer,
       -- during the waits (jobs take 0.6 s) and during downloads
       m:config({ delay = 0.1, cdn_delay = 0.3, render_job = { advance = "time", step = 0.2 } })

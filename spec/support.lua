@@ -24,6 +24,19 @@ function M.read_file(path)
   return s
 end
 
+--- Writes `text` to a file (replacing it); returns the path.
+function M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+--- The md5 of a file, in hex (md5sum).
+function M.md5(path)
+  return M.capture("md5sum " .. M.q(path)):match("^(%x+)")
+end
+
 --- True when a file exists (and can be opened).
 function M.exists(path)
   local f = io.open(path, "rb")

@@ -9,7 +9,7 @@ pkgs=(
   make gcc libc6-dev pkg-config libcurl4-openssl-dev curl ca-certificates
   lua5.1 lua5.2 lua5.3 lua5.4 liblua5.1-0-dev liblua5.2-dev liblua5.3-dev liblua5.4-dev
   luajit2 libluajit2-5.1-dev
-  lua-cjson lua-busted lua-check lua-luv
+  lua-cjson lua-busted lua-check lua-luv lua-sql-sqlite3
   nginx-light libnginx-mod-http-lua
   valgrind cppcheck neovim luarocks
   redis-server libhiredis-dev

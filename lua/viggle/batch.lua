@@ -197,6 +197,7 @@ function _M.run(manifest, opts)
   return report, err
 end
 
+-- The run itself, once the journal is open (run closes it whatever happens).
 function _M._run(j, items, client, opts, emit)
   local rows, err = j:items()
   if not rows then return nil, err end

@@ -37,13 +37,34 @@ local function view(json)
   local order, state, printed = {}, {}, {}
   local drawn, last_draw = 0, 0
   local v = {}
+  local width = (tonumber(os.getenv("COLUMNS")) or 100) - 1
+  local rows = math.max((tonumber(os.getenv("LINES")) or 24) - 4, 5)
+  -- Every item when they fit the screen; else a count per state and the
+  -- items in flight (a line that wraps or scrolls away would break the redraw).
   local function draw(force)
     local t = core.now()
     if not force and t - last_draw < 0.1 then return end
     last_draw = t
+    local lines = {}
+    if #order <= rows then
+      for _, key in ipairs(order) do lines[#lines + 1] = line(key, state[key]) end
+    else
+      local counts, names = {}, {}
+      for _, key in ipairs(order) do
+        local st = state[key].state or "planned"
+        if not counts[st] then names[#names + 1] = st end
+        counts[st] = (counts[st] or 0) + 1
+        if (st == "submitting" or st == "submitted" or st == "complete") and #lines < rows - 1 then
+          lines[#lines + 1] = line(key, state[key])
+        end
+      end
+      for i, st in ipairs(names) do names[i] = counts[st] .. " " .. st end
+      table.insert(lines, 1, format("%d items: %s", #order, concat(names, ", ")))
+    end
     if drawn > 0 then stdout:write(format("\27[%dA", drawn)) end
-    for _, key in ipairs(order) do stdout:write("\r\27[2K", line(key, state[key]), "\n") end
-    drawn = #order
+    for _, l in ipairs(lines) do stdout:write("\r\27[2K", l:sub(1, width), "\n") end
+    for _ = #lines + 1, drawn do stdout:write("\r\27[2K\n") end
+    drawn = math.max(drawn, #lines)
     stdout:flush()
   end
   function v.event(ev)
@@ -102,9 +123,17 @@ local function summary(report)
     if n > 0 then parts[#parts + 1] = n .. " " .. s end
   end
   stderr:write(format("batch: %d items: %s (journal %s)\n", #report.items, concat(parts, ", "), report.journal))
-  if #report.uncertain > 0 then
+  local now, again = {}, {}
+  for _, it in ipairs(report.items) do
+    if it.state == "uncertain" then now[#now + 1] = it.key elseif it.was_uncertain then again[#again + 1] = it.key end
+  end
+  if #now > 0 then
     stderr:write("uncertain (their POST may have reached the server without an answer; not sent again",
-      " without --resubmit-uncertain, which may pay twice): ", concat(report.uncertain, ", "), "\n")
+      " without --resubmit-uncertain, which may pay twice): ", concat(now, ", "), "\n")
+  end
+  if #again > 0 then
+    stderr:write("sent again after being uncertain (the first job may exist and be paid for too): ",
+      concat(again, ", "), "\n")
   end
   if report.stopped then stderr:write("stopped submitting: the API answered 402 (not enough credits)\n") end
   for _, it in ipairs(report.items) do
@@ -132,6 +161,10 @@ end
 
 --- Runs `viggle batch ...` with the parsed options and positionals; `env`
 --- carries the CLI's EXIT codes, fail and usage_error.
+---@param opts table
+---@param pos string[]
+---@param env table
+---@return integer exit_code
 function _M.main(opts, pos, env)
   if pos[1] == "status" then return status(opts, pos, env) end
   if #pos ~= 1 then return env.usage_error("batch takes one MANIFEST (or: batch status MANIFEST)", "batch") end

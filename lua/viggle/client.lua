@@ -234,9 +234,17 @@ end
 
 --- What a render of `params` will cost: {credits, seconds, exact, fast,
 --- source, reason} (see viggle.estimate), or nil, err.
+---@param params viggle.RenderParams
+---@param opts {timeout: number?}|nil
+---@return {credits: integer|nil, seconds: number|nil, exact: boolean, fast: boolean, source: string, reason: string|nil}|nil
+---@return viggle.Error|nil err
 function Client:estimate(params, opts) return require("viggle.estimate").estimate(self, params, opts) end
 
 --- GET /api/scenes/{id}: the scene (id, status, duration_seconds, ...), or nil, err.
+---@param scene_id string
+---@param opts {timeout: number?}|nil
+---@return table|nil scene
+---@return viggle.Error|nil err
 function Client:scene(scene_id, opts) return require("viggle.estimate").scene(self, scene_id, opts) end
 
 return _M

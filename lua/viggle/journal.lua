@@ -56,8 +56,12 @@ local function sql_value(con, v)
   return "'" .. con:escape(tostring(v)) .. "'"
 end
 
--- Runs a statement; returns true, or nil, err. A query's rows come back
--- as a list of tables.
+--- Runs a statement; returns true, or nil, err. With `rows`, a query's rows
+--- come back as a list of tables.
+---@param sql string
+---@param rows boolean|nil
+---@return true|table[]|nil result
+---@return viggle.Error|nil err
 function Journal:exec(sql, rows)
   local cur, err = self.con:execute(sql)
   if not cur then return nil, E("io", format("journal %s: %s", self.path, tostring(err))) end
@@ -111,6 +115,8 @@ function _M.open(path, opts)
   return self
 end
 
+--- Closes the journal (again is fine).
+---@return nil
 function Journal:close()
   if self.con then self.con:close() self.con = nil end
   if self.env then self.env:close() self.env = nil end
@@ -127,6 +133,8 @@ local function row_out(r)
 end
 
 --- Every item, in manifest order.
+---@return table[]|nil rows
+---@return viggle.Error|nil err
 function Journal:items()
   local rows, err = self:exec("SELECT " .. concat(COLUMNS, ",") .. " FROM items ORDER BY seq, key", true)
   if not rows then return nil, err end
@@ -136,6 +144,9 @@ end
 
 --- Adds items {key, seq, fields, credits, exact} as `planned`, in one
 --- transaction (one sync for the lot).
+---@param list table[]
+---@return true|nil ok
+---@return viggle.Error|nil err
 function Journal:add(list)
   if #list == 0 then return true end
   local ok, err = self:exec("BEGIN IMMEDIATE")
@@ -155,6 +166,10 @@ end
 
 --- Sets fields of one item (state, job_id, code, message, credits, exact,
 --- posts, was_uncertain, seq); synced when it returns. `false` stores NULL.
+---@param key string
+---@param t table
+---@return true|nil ok
+---@return viggle.Error|nil err
 function Journal:set(key, t)
   local sets = {}
   for _, c in ipairs(COLUMNS) do

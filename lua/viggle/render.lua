@@ -136,6 +136,9 @@ end
 
 --- Checks render params as client:render would, sending nothing: true, or
 --- nil, err (invalid_argument naming the field).
+---@param params viggle.RenderParams
+---@return boolean|nil ok
+---@return viggle.Error|nil err
 function _M.check_params(params)
   local form, err = render_form(params)
   if not form then return nil, err end
