@@ -58,13 +58,6 @@ function M.sh(cmd)
   return tonumber(out:match("~rc=(%d+)%s*$")), (out:gsub("~rc=%d+%s*$", ""))
 end
 
---- Writes a whole file (raises when it cannot).
-function M.write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
 --- True when a command exits 0 (os.execute answers a number on 5.1/LuaJIT).
 function M.run_ok(cmd)
   local a = os.execute(cmd)
