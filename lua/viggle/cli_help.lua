@@ -92,7 +92,8 @@ Show the account's credit balance.
 Usage: viggle batch MANIFEST [--journal PATH] [--concurrency N] [--max-credits N]
                     [--allow-unknown-cost] [--resubmit-uncertain] [--interval S]
                     [--timeout S] [--json]
-       viggle batch status MANIFEST [--journal PATH] [--json]
+                    [--redis URL [--name NAME] [--lease S] [--claims-log FILE]]
+       viggle batch status MANIFEST [--journal PATH | --redis URL [--name NAME]] [--json]
 
 Run a batch of renders that survives a crash: submit, wait, download. Run
 the same command again to resume: nothing paid for is lost or paid twice.
@@ -134,11 +135,24 @@ items changed under the journal is refused, naming the key.
   --json                  one JSON line per item (key, state, job_id, code,
                           message, output, credits, was_uncertain) at the end
 A 402 (not enough credits) stops further submissions; submitted jobs finish.
+
+A fleet (the same command on many machines, one Redis):
+  --redis URL             keep the journal in Redis (redis://[:PASSWORD@]HOST[:PORT][/DB])
+                          and share the batch with every worker pointing there:
+                          each item is claimed by one worker at a time (a lease),
+                          a dead worker's items are taken over when its leases end
+  --name NAME             the batch's name in Redis (default: from the manifest's
+                          content, so editing the manifest starts another batch)
+  --lease S               lease length, renewed while the worker lives (default 15)
+  --claims-log FILE       append each claim, renewal and release (Redis's time, ms)
+A worker exits when nothing is left to claim and no live worker holds an item;
+each video is written on the machine of the worker that finished it.
 Live table on a terminal, a line per change otherwise, then a summary.
 Exit code: 0 only when every item's video is on disk; 3 an item failed,
 4 cancelled, 1 otherwise (pending, uncertain, over the limit, errors).
 'status' prints the counts per state and each item's job id, state and
-output from the journal alone; --json prints it as one object.
+output from the journal alone; --json prints it as one object. With --redis
+it shows the shared view: which worker holds which item, and the workers.
 ]==],
 }
 

@@ -1,0 +1,217 @@
+--- A batch shared by a fleet of workers through Redis (viggle.batch with
+--- opts.redis). Each worker claims a few items at a time under a lease,
+--- runs them exactly as a local batch runs its items (viggle.batch's own
+--- run, on a journal that is the shared one seen through those items),
+--- renews the leases while it works, lets go of them, and claims again. A
+--- worker that dies loses its leases when they run out; another claims its
+--- items and resumes them from their recorded state. A worker leaves when
+--- nothing is left to claim and no other live worker holds an item.
+--- See README.md, "Fleets".
+local core = require("viggle.core")
+local errors = require("viggle.errors")
+local loop = require("viggle.loop")
+local journal_redis = require("viggle.journal_redis")
+
+local ipairs, pairs, tostring, format, concat, floor = ipairs, pairs, tostring, string.format, table.concat, math.floor
+local E = errors.new
+
+local _M = {}
+
+local FINAL = { "downloaded", "failed", "cancelled" }
+
+-- host:pid, the default name of a worker.
+local function worker_name()
+  local f = io.open("/proc/self/stat", "rb")
+  local pid = f and (f:read("*l") or ""):match("^(%d+)")
+  if f then f:close() end
+  local h = io.open("/proc/sys/kernel/hostname", "rb")
+  local host = h and (h:read("*l") or "") or os.getenv("HOSTNAME") or "host"
+  if h then h:close() end
+  return host .. ":" .. (pid or tostring(math.random(1, 1e9)))
+end
+
+--- The batch's name in Redis: opts.name, or one derived from the items'
+--- content (the same manifest gives the same name on every machine).
+function _M.name(items, opts)
+  if opts.name then return opts.name end
+  local texts = {}
+  for i, it in ipairs(items) do texts[i] = it.fields end
+  return journal_redis.name_of(opts.redis, concat(texts, "\n"))
+end
+
+-- Opens the shared journal for `items` (opts: redis, name, worker, lease).
+local function open(items, opts, on_wait)
+  local name, err = _M.name(items, opts)
+  if not name then return nil, err end
+  return journal_redis.open(opts.redis, name, { worker = opts.worker, lease = opts.lease, wait = opts.redis_wait,
+                                                on_wait = on_wait })
+end
+
+-- The audit log of claims (opts.claims_log): one line per claim, renewal and
+-- release, with Redis's time in ms: "claim KEY WORKER SINCE UNTIL",
+-- "renew KEY WORKER UNTIL", "release KEY WORKER AT". Flushed line by line.
+local function claims_log(path, worker)
+  if not path then return function() end end
+  local f = assert(io.open(path, "ab"))
+  return function(what, keys, a, b)
+    for _, k in ipairs(keys) do
+      f:write(format("%s %s %s %.0f%s\n", what, k, worker, a, b and format(" %.0f", b) or ""))
+    end
+    f:flush()
+  end
+end
+
+-- The shared journal as viggle.batch's run sees it: only the claimed items.
+local function scoped(j, keys)
+  local mine = {}
+  for _, k in ipairs(keys) do mine[k] = true end
+  return {
+    path = j.path,
+    items = function()
+      local rows, err = j:items()
+      if not rows then return nil, err end
+      local out = {}
+      for _, r in ipairs(rows) do if mine[r.key] then out[#out + 1] = r end end
+      return out
+    end,
+    add = function(_, list) return j:add(list) end,
+    set = function(_, key, t) return j:set(key, t) end,
+  }
+end
+
+-- Renews the leases on `keys` every lease/3 seconds while the scheduler
+-- runs (it does during submissions, waits and downloads). Returns the
+-- task; `lost` collects keys another worker took.
+local function renewer(j, keys, lease, log, lost, emit)
+  return loop.spawn(function()
+    while true do
+      loop.sleep(lease / 3)
+      local gone, untl = j:renew(keys)
+      if gone then
+        log("renew", keys, untl)
+        for _, k in ipairs(gone) do
+          if not lost[k] then
+            lost[k] = true
+            emit({ type = "notice", message = "lost the lease on item " .. k .. " (another worker took it)" })
+          end
+        end
+      else
+        emit({ type = "notice", message = "cannot renew leases: " .. tostring(untl) })
+      end
+    end
+  end)
+end
+
+--- Runs a worker of the batch `items` (read by viggle.batch) in the Redis of
+--- opts.redis. Returns the report of viggle.batch.run over the whole batch
+--- (ok when every item's video was downloaded, by whichever worker), or
+--- nil, err.
+function _M.run(batch, items, client, opts, emit)
+  if opts.max_credits then
+    return nil, E("invalid_argument", "max_credits (--max-credits) is not supported with redis yet: each worker "
+      .. "would count only what it submitted")
+  end
+  opts.worker = opts.worker or worker_name()
+  local lease = opts.lease or 15
+  local j, err = open(items, opts, function(msg) emit({ type = "notice", message = msg }) end)
+  if not j then return nil, err end
+  local ok, report
+  ok, err = pcall(function() report, err = _M.work(batch, j, items, client, opts, emit, lease) end)
+  j:close()
+  if not ok then error(err, 0) end
+  return report, err
+end
+
+function _M.work(batch, j, items, client, opts, emit, lease)
+  -- The manifest must still say what the shared journal recorded.
+  local rows, err = batch._sync(j, items)
+  if not rows then return nil, err end
+
+  local log = claims_log(opts.claims_log, opts.worker)
+  local tried, n = {}, opts.concurrency or 4
+  local item_of = {}
+  for _, it in ipairs(items) do item_of[it.key] = it end
+  while true do
+    local keys, others, since, untl = j:claim(n, tried, FINAL)
+    if not keys then return nil, others end
+    if #keys == 0 then
+      if others == 0 then break end
+      core.sleep(math.min(0.5, lease / 4)) -- others hold the rest: wait for them to finish, or for their leases to run out
+    else
+      log("claim", keys, since, untl)
+      local sub, lost = {}, {}
+      for _, k in ipairs(keys) do
+        sub[#sub + 1] = item_of[k]
+        tried[k] = true
+      end
+      local r = renewer(j, keys, lease, log, lost, emit)
+      local pok, report, rerr = pcall(batch._run, scoped(j, keys), sub, client, opts, emit)
+      r:cancel()
+      r:join()
+      local at = j:release(keys)
+      if at then log("release", keys, at) end
+      if not pok then return nil, report end
+      if not report and rerr then return nil, rerr end
+    end
+  end
+  return _M.report(j, items)
+end
+
+--- The report of viggle.batch.run over the whole shared batch.
+function _M.report(j, items)
+  local view, err = j:view()
+  if not view then return nil, err end
+  local by = {}
+  for _, r in ipairs(view.rows) do by[r.key] = r end
+  local counts, uncertain, out, all = {}, {}, {}, true
+  for _, s in ipairs(require("viggle.journal").STATES) do counts[s] = 0 end
+  for _, it in ipairs(items) do
+    local r = by[it.key] or { state = "planned", posts = 0 }
+    counts[r.state] = (counts[r.state] or 0) + 1
+    if r.state ~= "downloaded" then all = false end
+    if r.state == "uncertain" or r.was_uncertain then uncertain[#uncertain + 1] = it.key end
+    out[#out + 1] = { key = it.key, state = r.state, job_id = r.job_id, code = r.code, message = r.message,
+                      output = it.output, mask_output = it.mask_output, credits = r.credits, exact = r.exact,
+                      posts = r.posts, was_uncertain = r.was_uncertain,
+                      holder = r.holder and r.holder.live and r.holder.worker or nil }
+  end
+  return { ok = all, items = out, counts = counts, uncertain = uncertain, cost = { credits = 0, unknown = 0, items = 0 },
+           journal = j.path, worker = j.worker }
+end
+
+--- The shared view of a batch: as viggle.batch.status, each item with the
+--- worker that holds it (`holder`, `lease_left` in seconds), and `workers`.
+function _M.status(items, opts)
+  local j, err = open(items, { redis = opts.redis, name = opts.name, redis_wait = 0 })
+  if not j then return nil, err end
+  local view
+  view, err = j:view()
+  j:close()
+  if not view then return nil, err end
+  if #view.rows == 0 then
+    return nil, E("invalid_argument", "no batch " .. j.path .. " in Redis (the batch has not run yet, or --name differs)")
+  end
+  local counts = {}
+  for _, s in ipairs(require("viggle.journal").STATES) do counts[s] = 0 end
+  local by, list = {}, {}
+  for _, r in ipairs(view.rows) do by[r.key] = r end
+  for _, it in ipairs(items) do
+    local r = by[it.key]
+    if r then
+      counts[r.state] = (counts[r.state] or 0) + 1
+      local h = r.holder
+      list[#list + 1] = { key = r.key, state = r.state, job_id = r.job_id, code = r.code, message = r.message,
+                          output = it.output, credits = r.credits, exact = r.exact, posts = r.posts,
+                          was_uncertain = r.was_uncertain, holder = h and h.live and h.worker or nil,
+                          lease_left = h and h.live and floor((h["until"] - view.now) / 100) / 10 or nil }
+    end
+  end
+  local workers = {}
+  for name, w in pairs(view.workers) do
+    workers[#workers + 1] = { worker = name, seen_ago = floor((view.now - (w.seen or 0)) / 100) / 10 }
+  end
+  table.sort(workers, function(a, b) return a.worker < b.worker end)
+  return { items = list, counts = counts, journal = j.path, workers = workers }
+end
+
+return _M
