@@ -207,14 +207,14 @@ int vg_redis_connect(lua_State *L) {
   r->ctx = ctx;
   if (ctx->err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s:%d: %s", host, (int)port, ctx->errstr);
+    lua_pushstring(L, ctx->errstr);
     lua_pushstring(L, err_code(ctx->err));
     redis_end(r);
     return 3;
   }
   if (redisSetTimeout(ctx, tv) != REDIS_OK) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s:%d: cannot set the timeout", host, (int)port);
+    lua_pushliteral(L, "cannot set the timeout");
     lua_pushliteral(L, "io");
     redis_end(r);
     return 3;
