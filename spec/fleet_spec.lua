@@ -295,4 +295,68 @@ describe("fleets on redis", function()
       assert(ok, e)
     end)
   end)
+
+  -- Only under LuaJIT: that nginx loads build/jit/viggle/core.so.
+  local describe_nginx = type(jit) == "table" and describe or pending
+  describe_nginx("inside OpenResty", function()
+    it("handlers enqueue, a timer works the queue; Redis answering slowly never holds the worker", function()
+      local r = assert(support.redis())
+      local h, herr
+      local ok, e = pcall(function()
+        local d, _, md5 = fresh(3)
+        m:config({ render_job = { advance = "time", step = 0.1 } })
+        h, herr = support.nginx({
+          template = support.root .. "/spec/hosts/fleet_nginx.conf.in", name = "viggle-fleet", ports = { "PORT" },
+          vars = function()
+            return { ROOT = support.root, HOSTS_DIR = support.root .. "/spec/hosts", BUILD_DIR = support.build_dir("jit"),
+                     MOCK_URL = m.base_url, REDIS_URL = r.url, NAME = "queue-" .. serial }
+          end,
+          ready = function(n) return support.http_ok("http://127.0.0.1:" .. n.ports.PORT .. "/ping") end,
+        })
+        assert(h, herr)
+        local url = "http://127.0.0.1:" .. h.ports.PORT
+        local function get(path)
+          local out = support.capture("curl -s --max-time 10 -w '\n%{time_total}' " .. q(url .. path))
+          local body, t = out:match("^(.*)\n([%d.]+)$")
+          return cjson.decode(body), tonumber(t)
+        end
+        for i = 1, 3 do
+          local a = get(format("/enqueue?key=item%d&char=c%d&video=%s&output=%s", i, i, format("%s/v%d.mp4", d, i),
+            format("%s/out/item%d.mp4", d, i)))
+          assert.is_true(a.ok, a.err)
+        end
+        local st
+        for _ = 1, 150 do
+          st = get("/state")
+          if st.downloaded == 3 or st.last_err then break end
+          core.sleep(0.1)
+        end
+        assert.are.equal(3, st.downloaded, cjson.encode(st) .. h:error_log())
+        local counts = m:posts().counts
+        for i = 1, 3 do
+          assert.are.equal(support.read_file(DEMO), support.read_file(format("%s/out/item%d.mp4", d, i)))
+          assert.are.equal(1, counts[md5["item" .. i]])
+        end
+        -- Redis stops answering for 1.5 s (CLIENT PAUSE): the timer's call waits on its
+        -- cosocket, and the worker answers /ping meanwhile
+        get("/state?reset=1")
+        local admin = assert(core.redis_connect("127.0.0.1", r.port, 2))
+        assert(admin:command("CLIENT", "PAUSE", "1500", "ALL"))
+        admin:close()
+        local t0, worst = core.now(), 0
+        while core.now() - t0 < 1.4 do
+          local _, t = get("/ping")
+          if t > worst then worst = t end
+          core.sleep(0.05)
+        end
+        core.sleep(0.5)
+        st = get("/state")
+        assert.is_true(st.longest >= 1, "no run of the timer waited on the paused Redis: " .. cjson.encode(st))
+        assert.is_true(worst < 0.3, format("/ping took %.3f s while Redis was paused", worst))
+      end)
+      if h then h:stop() end
+      r:stop()
+      assert(ok, e)
+    end)
+  end)
 end)

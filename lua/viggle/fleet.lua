@@ -7,9 +7,9 @@
 --- items and resumes them from their recorded state. A worker leaves when
 --- nothing is left to claim and no other live worker holds an item.
 --- See README.md, "Fleets".
-local core = require("viggle.core")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
+local cjson = require("cjson.safe")
 local journal_redis = require("viggle.journal_redis")
 
 local ipairs, pairs, tostring, format, concat, floor = ipairs, pairs, tostring, string.format, table.concat, math.floor
@@ -102,6 +102,8 @@ local function renewer(j, keys, lease, log, lost, emit)
   end)
 end
 
+local work_loop
+
 --- Runs a worker of the batch `items` (read by viggle.batch) in the Redis of
 --- opts.redis. Returns the report of viggle.batch.run over the whole batch
 --- (ok when every item's video was downloaded, by whichever worker), or
@@ -115,14 +117,15 @@ function _M.run(batch, items, client, opts, emit)
   local lease = opts.lease or 15
   local j, err = open(items, opts, function(msg) emit({ type = "notice", message = msg }) end)
   if not j then return nil, err end
-  local ok, report
-  ok, err = pcall(function() report, err = _M.work(batch, j, items, client, opts, emit, lease) end)
+  local report
+  local ok, perr = pcall(function() report, err = work_loop(batch, j, items, client, opts, emit, lease) end)
   j:close()
-  if not ok then error(err, 0) end
+  if not ok then error(perr, 0) end
   return report, err
 end
 
-function _M.work(batch, j, items, client, opts, emit, lease)
+-- Claims, runs, releases, until nothing is left to claim.
+function work_loop(batch, j, items, client, opts, emit, lease)
   -- The manifest must still say what the shared journal recorded.
   local rows, err = batch._sync(j, items)
   if not rows then return nil, err end
@@ -136,7 +139,8 @@ function _M.work(batch, j, items, client, opts, emit, lease)
     if not keys then return nil, others end
     if #keys == 0 then
       if others == 0 then break end
-      core.sleep(math.min(0.5, lease / 4)) -- others hold the rest: wait for them to finish, or for their leases to run out
+      -- others hold the rest: wait for them to finish, or for their leases to run out
+      loop.sleep(math.min(0.5, lease / 4))
     else
       log("claim", keys, since, untl)
       local sub, lost = {}, {}
@@ -212,6 +216,71 @@ function _M.status(items, opts)
   end
   table.sort(workers, function(a, b) return a.worker < b.worker end)
   return { items = list, counts = counts, journal = j.path, workers = workers }
+end
+
+-- ---- a queue: items added one by one, workers that take them --------------
+
+--- Adds one item (a table, as one line of a manifest: key, render fields,
+--- output; absolute paths) to the shared batch `name` in the Redis at `url`,
+--- as `planned`. A handler can enqueue while workers (fleet.work) run.
+--- Returns true, or nil, err (a bad item; its key already queued with other
+--- fields; Redis unreachable). Enqueuing the same item twice does nothing.
+---@param url string
+---@param name string
+---@param item table
+---@return boolean|nil ok
+---@return viggle.Error|nil err
+function _M.enqueue(url, name, item)
+  local items, err = require("viggle.batch").read_manifest({ item })
+  if not items then return nil, err end
+  local it = items[1]
+  local j
+  j, err = journal_redis.open(url, name, { wait = 0 })
+  if not j then return nil, err end
+  local ok, row, n
+  ok, err = pcall(function()
+    row, err = j:get(it.key)
+    if row == nil then return end
+    if row then
+      if row.fields ~= it.fields then
+        row, err = nil, E("invalid_argument", format("item %q is already queued in %s with other fields", it.key, j.path))
+      end
+      return
+    end
+    n, err = j:count()
+    if not n then return end
+    row, err = j:add({ { key = it.key, seq = n + 1, fields = it.fields } })
+  end)
+  j:close()
+  if not ok then error(err, 0) end
+  if not row then return nil, err end
+  return true
+end
+
+--- A worker over the items queued in the shared batch `name`: runs them as
+--- viggle.batch.run with opts.redis = url and opts.name = name (opts as
+--- there: client, concurrency, lease, interval, on_event...), and returns its
+--- report once nothing is left to claim; {ok = true, items = {}} when
+--- nothing is queued. In nginx, call it from a timer (README.md, "Fleets").
+---@param url string
+---@param name string
+---@param opts table|nil
+---@return table|nil report
+---@return viggle.Error|nil err
+function _M.work(url, name, opts)
+  local j, err = journal_redis.open(url, name, { wait = 0 })
+  if not j then return nil, err end
+  local rows
+  rows, err = j:items()
+  j:close()
+  if not rows then return nil, err end
+  if #rows == 0 then return { ok = true, items = {}, counts = {}, uncertain = {} } end
+  local list = {}
+  for i, r in ipairs(rows) do list[i] = cjson.decode(r.fields) end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.redis, o.name = url, name
+  return require("viggle.batch").run(list, o)
 end
 
 return _M

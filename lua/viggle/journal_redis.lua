@@ -214,6 +214,19 @@ function Journal:add(list)
   return true
 end
 
+--- One item's row, or false when the journal has no such item.
+function Journal:get(key)
+  local r, err = self.conn:call("HGET", self.k_items, key)
+  if r == nil then return nil, err end
+  if not r then return false end
+  return rows_of({ key, r })[1]
+end
+
+--- How many items the journal holds.
+function Journal:count()
+  return self.conn:call("HLEN", self.k_items)
+end
+
 --- Sets fields of one item (as viggle.journal's set), under this worker's
 --- lease: refused (io, code LEASE_LOST) when another worker holds it.
 function Journal:set(key, t)

@@ -5,10 +5,12 @@
 --- mid-run, each call tries again for up to `wait` seconds before it fails.
 ---
 --- The commands go through viggle.core (hiredis, blocking, each read or write
---- bounded by `timeout`). See README.md, "Fleets".
+--- bounded by `timeout`), or inside nginx through a cosocket (viggle.resp),
+--- which does not block the worker. See README.md, "Fleets".
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
+local resp = require("viggle.resp")
 
 local type, tostring, tonumber, setmetatable, format = type, tostring, tonumber, setmetatable, string.format
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
@@ -60,7 +62,9 @@ Conn.__index = Conn
 -- One attempt: connect, AUTH, SELECT. Returns the core connection or nil, err.
 local function open(self)
   local u = self.u
-  local c, msg, code = core.redis_connect(u.host, u.port, self.timeout)
+  -- inside nginx a cosocket (the worker goes on serving while Redis answers), else hiredis
+  local connect = resp.usable() and resp.connect or core.redis_connect
+  local c, msg, code = connect(u.host, u.port, self.timeout)
   if not c then
     return nil, E("network", format("cannot reach Redis at %s: %s", self.where, msg), { code = "REDIS_UNREACHABLE",
       transport = code })
@@ -117,10 +121,6 @@ function _M.connect(url, opts)
   return self
 end
 
--- Sleeps between attempts: yields inside a task, blocks outside.
-local function pause(s)
-  if loop.current() then loop.sleep(s) else core.sleep(s) end
-end
 
 --- Runs one command; returns the reply, or nil, err. While Redis is away
 --- (the connection failed) it reconnects and tries again for up to `wait`
@@ -153,7 +153,7 @@ function Conn:call(...)
         told = true
         self.on_wait(format("%s; trying again for %gs", lost.message, self.wait))
       end
-      pause(0.2)
+      loop.sleep(0.2) -- yields inside a task (and to nginx), else sleeps
     end
   end
 end
