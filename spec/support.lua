@@ -24,14 +24,6 @@ function M.read_file(path)
   return s
 end
 
---- Writes `text` to a file (replacing it); returns the path.
-function M.write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  return path
-end
-
 --- The md5 of a file, in hex (md5sum).
 function M.md5(path)
   return M.capture("md5sum " .. M.q(path)):match("^(%x+)")
@@ -56,6 +48,14 @@ end
 function M.sh(cmd)
   local out = M.capture(cmd .. " 2>&1; echo \"~rc=$?\"")
   return tonumber(out:match("~rc=(%d+)%s*$")), (out:gsub("~rc=%d+%s*$", ""))
+end
+
+--- Writes a whole file (raises when it cannot); returns the path.
+function M.write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  return path
 end
 
 --- True when a command exits 0 (os.execute answers a number on 5.1/LuaJIT).

@@ -4,7 +4,6 @@
 --- overwrite, in a directory that exists and can be written). Used by
 --- client:run, `viggle render --wait -o` and batches.
 local errors = require("viggle.errors")
-local http = require("viggle.http")
 
 local format, tostring, type, ipairs = string.format, tostring, type, ipairs
 local E = errors.new
@@ -76,8 +75,8 @@ end
 ---@return viggle.Error|nil
 function _M.check(c, params, output, opts)
   opts = opts or {}
-  local kerr = http.need_key(c)
-  if kerr then return kerr end
+  local err = require("viggle.http").need_key(c)
+  if err then return err end
   for _, field in ipairs(INPUTS) do
     if params[field] ~= nil then
       local why = input_problem(params[field])
@@ -85,7 +84,7 @@ function _M.check(c, params, output, opts)
     end
   end
   if output ~= nil then
-    local err = _M.output_problem(output, opts.overwrite, "output")
+    err = _M.output_problem(output, opts.overwrite, "output")
     if err then return err end
   end
   if opts.mask_output ~= nil then

@@ -173,6 +173,8 @@ local function may_have_created(err)
 end
 
 --- client:render (see client.lua; a POST is retried only when post_retryable).
+--- On failure err.uncertain is true when the POST may have created a job all
+--- the same (sent whole, no definite answer): sending it again could pay twice.
 ---@param params viggle.RenderParams
 ---@param opts {timeout: number?, retries: integer?}|nil
 ---@return {job_id: string, status: string, mode: string?, enqueued_at: string?}|nil job
