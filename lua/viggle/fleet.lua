@@ -32,6 +32,10 @@ end
 
 --- The batch's name in Redis: opts.name, or one derived from the items'
 --- content (the same manifest gives the same name on every machine).
+---@param items table[] the items of viggle.batch.read_manifest
+---@param opts {redis: string, name: string?}
+---@return string|nil name
+---@return viggle.Error|nil err
 function _M.name(items, opts)
   if opts.name then return opts.name end
   local texts = {}
@@ -108,6 +112,13 @@ local work_loop
 --- opts.redis. Returns the report of viggle.batch.run over the whole batch
 --- (ok when every item's video was downloaded, by whichever worker), or
 --- nil, err.
+---@param batch table the viggle.batch module (its _sync and _run)
+---@param items table[] the items of viggle.batch.read_manifest
+---@param client viggle.Client
+---@param opts table the options of viggle.batch.run
+---@param emit fun(ev: table) reports events (on_event)
+---@return table|nil report
+---@return viggle.Error|nil err
 function _M.run(batch, items, client, opts, emit)
   if opts.max_credits then
     return nil, E("invalid_argument", "max_credits (--max-credits) is not supported with redis yet: each worker "
@@ -162,6 +173,10 @@ function work_loop(batch, j, items, client, opts, emit, lease)
 end
 
 --- The report of viggle.batch.run over the whole shared batch.
+---@param j table a journal of viggle.journal_redis
+---@param items table[] the items of viggle.batch.read_manifest
+---@return table|nil report
+---@return viggle.Error|nil err
 function _M.report(j, items)
   local view, err = j:view()
   if not view then return nil, err end
@@ -185,6 +200,10 @@ end
 
 --- The shared view of a batch: as viggle.batch.status, each item with the
 --- worker that holds it (`holder`, `lease_left` in seconds), and `workers`.
+---@param items table[] the items of viggle.batch.read_manifest
+---@param opts {redis: string, name: string?}
+---@return table|nil view
+---@return viggle.Error|nil err
 function _M.status(items, opts)
   local j, err = open(items, { redis = opts.redis, name = opts.name, redis_wait = 0 })
   if not j then return nil, err end

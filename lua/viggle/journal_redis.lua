@@ -171,6 +171,10 @@ function _M.open(url, name, opts)
 end
 
 --- A batch name from a text (the manifest's items): 16 hex digits of its SHA-1.
+---@param url string
+---@param text string
+---@return string|nil name
+---@return viggle.Error|nil err
 function _M.name_of(url, text)
   local conn, err = redis.connect(url, { wait = 0 })
   if not conn then return nil, err end
@@ -181,6 +185,8 @@ function _M.name_of(url, text)
   return "m-" .. sha:sub(1, 16)
 end
 
+--- Closes the connection.
+---@return nil
 function Journal:close() self.conn:close() end
 
 local function rows_of(flat)
@@ -198,6 +204,8 @@ local function rows_of(flat)
 end
 
 --- Every item, in manifest order (as viggle.journal's items()).
+---@return table[]|nil rows
+---@return viggle.Error|nil err
 function Journal:items()
   local r, err = self.conn:call("HGETALL", self.k_items)
   if not r then return nil, err end
@@ -205,6 +213,9 @@ function Journal:items()
 end
 
 --- Adds items {key, seq, fields} as planned; items already there are left as they are.
+---@param list {key: string, seq: integer, fields: string}[]
+---@return boolean|nil ok
+---@return viggle.Error|nil err
 function Journal:add(list)
   if #list == 0 then return true end
   local plain = {}
@@ -215,6 +226,9 @@ function Journal:add(list)
 end
 
 --- One item's row, or false when the journal has no such item.
+---@param key string
+---@return table|false|nil row
+---@return viggle.Error|nil err
 function Journal:get(key)
   local r, err = self.conn:call("HGET", self.k_items, key)
   if r == nil then return nil, err end
@@ -223,12 +237,18 @@ function Journal:get(key)
 end
 
 --- How many items the journal holds.
+---@return integer|nil n
+---@return viggle.Error|nil err
 function Journal:count()
   return self.conn:call("HLEN", self.k_items)
 end
 
 --- Sets fields of one item (as viggle.journal's set), under this worker's
 --- lease: refused (io, code LEASE_LOST) when another worker holds it.
+---@param key string
+---@param t table the fields to set
+---@return boolean|nil ok
+---@return viggle.Error|nil err
 function Journal:set(key, t)
   if not self.worker then error("journal_redis: set needs a worker (opened for reading)", 2) end
   local fields = {}
@@ -241,6 +261,13 @@ end
 --- Claims up to `n` items (not final, not held by another live lease, not in
 --- `skip`, a set of keys). Returns the keys, how many items other workers
 --- hold, and the lease's start and end (ms), or nil, err.
+---@param n integer
+---@param skip table<string, boolean>|nil
+---@param final_states string[]
+---@return string[]|nil keys
+---@return integer|viggle.Error others, or the error
+---@return number|nil since
+---@return number|nil until_ms
 function Journal:claim(n, skip, final_states)
   local list = {}
   for k in pairs(skip or {}) do list[#list + 1] = k end
@@ -252,6 +279,9 @@ end
 
 --- Renews this worker's leases on `keys`; returns the keys it lost (another
 --- worker took them), and the leases' new end (ms).
+---@param keys string[]
+---@return string[]|nil lost
+---@return number|viggle.Error until_ms, or the error
 function Journal:renew(keys)
   local r, err = self.conn:eval(RENEW, { self.k_leases, self.k_workers },
     { self.worker, self.lease_ms, #keys > 0 and json(keys) or "[]" })
@@ -260,6 +290,9 @@ function Journal:renew(keys)
 end
 
 --- Lets go of `keys`; returns the time (ms).
+---@param keys string[]
+---@return number|boolean|nil at
+---@return viggle.Error|nil err
 function Journal:release(keys)
   if #keys == 0 then return true end
   return self.conn:eval(RELEASE, { self.k_leases }, { self.worker, json(keys) })
@@ -267,6 +300,8 @@ end
 
 --- The shared view: rows (each with `holder` {worker, since, until} when
 --- leased), workers {name -> {started, seen}}, and Redis's time (ms).
+---@return {rows: table[], workers: table, now: number}|nil view
+---@return viggle.Error|nil err
 function Journal:view()
   local r, err = self.conn:eval(VIEW, { self.k_items, self.k_leases, self.k_workers }, {})
   if not r then return nil, err end

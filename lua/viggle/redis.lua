@@ -52,6 +52,8 @@ function _M.parse(url)
 end
 
 --- The URL without its password (for messages).
+---@param url string
+---@return string
 function _M.redact(url)
   return (url:gsub("^(redis://[^@]*:)[^@]*@", "%1***@"))
 end
@@ -125,6 +127,9 @@ end
 --- Runs one command; returns the reply, or nil, err. While Redis is away
 --- (the connection failed) it reconnects and tries again for up to `wait`
 --- seconds: the commands the journal sends are safe to send twice.
+---@param ... string|number the command and its arguments
+---@return any reply
+---@return viggle.Error|nil err
 function Conn:call(...)
   local deadline, told
   while true do
@@ -186,6 +191,8 @@ function Conn:eval(script, keys, args)
   return nil, E("io", "Redis keeps forgetting the journal's scripts", { code = "REDIS" })
 end
 
+--- Closes the connection.
+---@return nil
 function Conn:close()
   if self.c then self.c:close() self.c = nil end
 end

@@ -13,6 +13,7 @@ local PHASES = { rewrite = true, access = true, content = true, timer = true, ss
                  ssl_session_fetch = true, ssl_client_hello = true }
 
 --- True inside nginx, in a phase where a cosocket can be used.
+---@return boolean
 function _M.usable()
   local ngx = rawget(_G, "ngx")
   return type(ngx) == "table" and ngx.socket ~= nil and ngx.get_phase ~= nil and PHASES[ngx.get_phase()] == true
@@ -22,6 +23,12 @@ local Conn = {}
 Conn.__index = Conn
 
 --- Connects (cosocket): conn, or nil, msg, "io".
+---@param host string
+---@param port integer
+---@param timeout number|nil seconds per connect, send or receive (default 5)
+---@return table|nil conn
+---@return string|nil msg
+---@return string|nil code
 function _M.connect(host, port, timeout)
   local sock = rawget(_G, "ngx").socket.tcp()
   sock:settimeout(math.floor((timeout or 5) * 1000))
@@ -73,6 +80,10 @@ read_reply = function(self, depth)
 end
 
 --- Sends one command and reads its reply.
+---@param ... string|number the command and its arguments
+---@return any reply
+---@return string|nil msg
+---@return string|nil code
 function Conn:command(...)
   if self.lost then return nil, self.lost, "io" end
   if not self.sock then error("redis connection is closed", 2) end
@@ -87,6 +98,8 @@ function Conn:command(...)
   return read_reply(self, 0)
 end
 
+--- Closes the socket.
+---@return nil
 function Conn:close()
   if self.sock then self.sock:close() self.sock = nil end
 end
