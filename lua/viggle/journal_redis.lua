@@ -33,6 +33,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 ]]
 
+-- A worker was seen now: seen(workers key, worker).
+local SEEN = [[
+local function seen(key, me)
+  local w = redis.call('HGET', key, me)
+  w = w and cjson.decode(w) or {started = now}
+  w.seen = now
+  redis.call('HSET', key, me, cjson.encode(w))
+end
+]]
+
 -- KEYS: items. ARGV: [{key, seq, fields}...] as JSON. New items only, as planned.
 local ADD = NOW .. [[
 local n = 0
@@ -70,7 +80,7 @@ return 1
 -- final and whose lease is free, ran out, or is already this worker's, in
 -- manifest order. Returns {claimed keys, items held by other live leases,
 -- now, until}.
-local CLAIM = NOW .. [[
+local CLAIM = NOW .. SEEN .. [[
 local me, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local skip, final = {}, {}
 for _, k in ipairs(cjson.decode(ARGV[4])) do skip[k] = true end
@@ -95,15 +105,12 @@ for _, it in ipairs(list) do
     claimed[#claimed + 1] = it.key
   end
 end
-local w = redis.call('HGET', KEYS[3], me)
-w = w and cjson.decode(w) or {started = now}
-w.seen = now
-redis.call('HSET', KEYS[3], me, cjson.encode(w))
+seen(KEYS[3], me)
 return {claimed, others, now, now + lease}
 ]]
 
 -- KEYS: leases, workers. ARGV: worker, lease ms, keys (JSON). Returns {lost keys, now, until}.
-local RENEW = NOW .. [[
+local RENEW = NOW .. SEEN .. [[
 local me, lease = ARGV[1], tonumber(ARGV[2])
 local lost = {}
 for _, k in ipairs(cjson.decode(ARGV[3])) do
@@ -116,10 +123,7 @@ for _, k in ipairs(cjson.decode(ARGV[3])) do
     lost[#lost + 1] = k
   end
 end
-local w = redis.call('HGET', KEYS[2], me)
-w = w and cjson.decode(w) or {started = now}
-w.seen = now
-redis.call('HSET', KEYS[2], me, cjson.encode(w))
+seen(KEYS[2], me)
 return {lost, now, now + lease}
 ]]
 
