@@ -124,8 +124,14 @@ function _M.run(batch, items, client, opts, emit)
     return nil, E("invalid_argument", "max_credits (--max-credits) is not supported with redis yet: each worker "
       .. "would count only what it submitted")
   end
-  opts.worker = opts.worker or worker_name()
   local lease = opts.lease or 15
+  if type(lease) ~= "number" or lease <= 0 then
+    return nil, E("invalid_argument", "lease (--lease) must be a positive number of seconds")
+  end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.worker = opts.worker or worker_name()
+  opts = o
   local j, err = open(items, opts, function(msg) emit({ type = "notice", message = msg }) end)
   if not j then return nil, err end
   local report
