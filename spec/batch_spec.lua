@@ -241,6 +241,26 @@ describe("batches", function()
       assert.are.equal(before, posts())
     end)
 
+    it("lets one batch at a time run on a journal, and a killed one leaves no lock behind", function()
+      local d = fresh()
+      local path = manifest(d, 4)
+      m:config({ delay = 0.3 })
+      local pid = tonumber(support.capture(format("cd %s && (VIGGLE_BASE_URL=%s VIGGLE_API_KEY=%s exec %s bin/viggle "
+        .. "batch %s --interval 0.05 >/dev/null 2>&1 </dev/null) & echo $!", support.q(os.getenv("PWD")),
+        m.base_url, KEY, support.interp, path)))
+      local t0 = core.now()
+      while not support.exists(path .. ".journal-lock") and core.now() - t0 < 5 do core.sleep(0.01) end
+      core.sleep(0.2)
+      local rc, _, err = cli("batch " .. path)
+      assert.are.equal(1, rc)
+      assert.matches("another batch is running on the journal", err)
+      os.execute("kill -9 " .. pid)
+      core.sleep(0.1)
+      m:config({ delay = 0 })
+      rc, _, err = cli("batch " .. path .. " --interval 0.02 --resubmit-uncertain")
+      assert.are.equal(0, rc, err)
+    end)
+
     it("batch status shows counts, job ids, states and outputs without calling the API", function()
       local d = fresh()
       local path = manifest(d, 2, function(i) if i == 2 then return { character_id = "char_missing" } end end)

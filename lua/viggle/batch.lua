@@ -194,6 +194,11 @@ function _M.run(manifest, opts)
   local j
   j, err = journal_mod.open(jpath)
   if not j then return nil, err end
+  local locked, lerr = j:lock()
+  if not locked then
+    j:close()
+    return nil, lerr
+  end
   local report
   local ok, perr = pcall(function()
     report, err = _M._run(j, items, client, opts, emit)

@@ -190,6 +190,7 @@ function _M.main(opts, pos, env)
   local n = report.counts
   if n.failed > 0 then return env.EXIT.failed end
   if n.cancelled > 0 then return env.EXIT.cancelled end
+  if n.submitted > 0 and n.planned + n.uncertain + n.complete == 0 then return env.EXIT.timeout end
   return env.EXIT.error
 end
 

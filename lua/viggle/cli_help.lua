@@ -123,7 +123,8 @@ The journal (SQLite, MANIFEST.journal) records each item's state:
 On resume: submitted jobs are awaited (never sent again), complete ones are
 downloaded (a .part is resumed), downloaded ones left alone; a POST that
 failed before its request was sent whole is sent again. A manifest whose
-items changed under the journal is refused, naming the key.
+items changed under the journal is refused, naming the key. One batch at a
+time runs on a journal.
 
   --journal PATH          the journal (default MANIFEST.journal)
   --concurrency N         renders submitted at once, and downloads (default 4)
@@ -149,7 +150,8 @@ A worker exits when nothing is left to claim and no live worker holds an item;
 each video is written on the machine of the worker that finished it.
 Live table on a terminal, a line per change otherwise, then a summary.
 Exit code: 0 only when every item's video is on disk; 3 an item failed,
-4 cancelled, 1 otherwise (pending, uncertain, over the limit, errors).
+4 cancelled, 5 jobs still running at --timeout (run again to go on waiting),
+1 otherwise (uncertain, over the limit, a 402, errors).
 'status' prints the counts per state and each item's job id, state and
 output from the journal alone; --json prints it as one object. With --redis
 it shows the shared view: which worker holds which item, and the workers.

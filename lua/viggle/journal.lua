@@ -115,9 +115,39 @@ function _M.open(path, opts)
   return self
 end
 
---- Closes the journal (again is fine).
+--- Takes the run lock: one batch at a time on a journal (two would both send
+--- the same planned items). The lock is an exclusive SQLite transaction on
+--- PATH-lock, held until close; the system drops it when the process dies,
+--- so a killed batch never leaves it behind.
+---@return true|nil ok
+---@return viggle.Error|nil err
+function Journal:lock()
+  local luasql = driver()
+  local env = luasql.sqlite3()
+  local con, err = env:connect(self.path .. "-lock")
+  if con then
+    local cur = con:execute("PRAGMA busy_timeout=0")
+    if type(cur) == "userdata" then cur:close() end
+    cur, err = con:execute("BEGIN EXCLUSIVE")
+    if cur then
+      self.lock_env, self.lock_con = env, con
+      return true
+    end
+    con:close()
+  end
+  env:close()
+  return nil, E("io", format("another batch is running on the journal %s (%s)", self.path, tostring(err)))
+end
+
+--- Closes the journal and drops the run lock (again is fine).
 ---@return nil
 function Journal:close()
+  if self.lock_con then
+    self.lock_con:execute("ROLLBACK")
+    self.lock_con:close()
+    self.lock_env:close()
+    self.lock_con, self.lock_env = nil, nil
+  end
   if self.con then self.con:close() self.con = nil end
   if self.env then self.env:close() self.env = nil end
 end
