@@ -144,7 +144,7 @@ describe("fleets on redis", function()
             for _, it in ipairs(st.items) do
               if it.holder then seen_holders[it.holder] = true end
               if it.state == "submitted" then submitted = submitted + 1 end
-              local w = it.holder and by_pid[it.holder:match(":(%d+)$")]
+              local w = it.holder and by_pid[it.holder:match(":(%d+)~%x+$")]
               if it.state == "submitting" and w and not killed[w] then posting = w end
             end
             victim = posting
@@ -161,7 +161,7 @@ describe("fleets on redis", function()
         local names = {}
         for h in pairs(seen_holders) do names[#names + 1] = h end
         assert.is_true(#names >= 2, "the shared view shows fewer than two holders")
-        for _, h in ipairs(names) do assert.matches(":%d+$", h) end -- host:pid
+        for _, h in ipairs(names) do assert.matches("^[^:]+:%d+~%x%x%x%x%x%x%x%x$", h) end -- host:pid~random
         -- one worker comes back a second later
         core.sleep(1)
         ws[5] = worker(d, 5, args)
@@ -239,11 +239,11 @@ describe("fleets on redis", function()
         end
         -- the killed workers' items were taken over by the others
         local dead = {}
-        for w in pairs(killed) do dead[":" .. w.pid] = true end
+        for w in pairs(killed) do dead[":" .. w.pid .. "~"] = true end
         local taken = 0
         for _, list in pairs(by_key) do
           for i = 2, #list do
-            if dead[list[i - 1].worker:match(":%d+$")] and not dead[list[i].worker:match(":%d+$")] then
+            if dead[list[i - 1].worker:match(":%d+~")] and not dead[list[i].worker:match(":%d+~")] then
               taken = taken + 1
             end
           end

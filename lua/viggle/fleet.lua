@@ -19,15 +19,23 @@ local _M = {}
 
 local FINAL = { "downloaded", "failed", "cancelled" }
 
--- host:pid, the default name of a worker.
+-- HOST:PID~RAND, the default name of a worker (RAND: 4 bytes of
+-- /dev/urandom, so two machines with one hostname, or two containers that
+-- both run as pid 1, never share a name, and so never each other's leases).
 local function worker_name()
-  local f = io.open("/proc/self/stat", "rb")
-  local pid = f and (f:read("*l") or ""):match("^(%d+)")
-  if f then f:close() end
-  local h = io.open("/proc/sys/kernel/hostname", "rb")
-  local host = h and (h:read("*l") or "") or os.getenv("HOSTNAME") or "host"
-  if h then h:close() end
-  return host .. ":" .. (pid or tostring(math.random(1, 1e9)))
+  local function first_line(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("*l")
+    f:close()
+    return s
+  end
+  local pid = (first_line("/proc/self/stat") or ""):match("^(%d+)") or "0"
+  local host = first_line("/proc/sys/kernel/hostname") or os.getenv("HOSTNAME") or "host"
+  local r = io.open("/dev/urandom", "rb")
+  local bytes = r and r:read(4) or tostring(os.time()) .. tostring({})
+  if r then r:close() end
+  return format("%s:%s~%s", host, pid, (bytes:gsub(".", function(c) return format("%02x", c:byte()) end)):sub(1, 8))
 end
 
 --- The batch's name in Redis: opts.name, or one derived from the items'
