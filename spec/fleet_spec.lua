@@ -126,6 +126,30 @@ describe("fleets on redis", function()
     end)
   end)
 
+  describe("--max-credits", function()
+    it("holds for the whole fleet: two workers together send only what the limit allows", function()
+      local r = assert(support.redis())
+      local ok, e = pcall(function()
+        local n = 10
+        local d, path = fresh(n) -- each item: 2 credits (1.5 s of video)
+        local args = format("%s --redis %s --max-credits 9 --concurrency 3 --interval 0.05 --json", q(path), r.url)
+        local ws = { worker(d, 1, args), worker(d, 2, args) }
+        assert.is_true(wait_all(ws, 40), "the workers did not finish within 40 s")
+        assert.are.equal(1, rc_of(ws[1]))
+        assert.are.equal(1, rc_of(ws[2]))
+        assert.are.equal(4, m:posts().made) -- 4 x 2 credits; a fifth would make 10
+        local st = status(path, r.url)
+        assert.are.equal(4, st.counts.downloaded)
+        assert.are.equal(6, st.counts.planned)
+        for _, it in ipairs(st.items) do
+          if it.state == "planned" then assert.matches("over max_credits 9", it.message, 1, true) end
+        end
+      end)
+      r:stop()
+      assert(ok, e)
+    end)
+  end)
+
   describe("four workers, two killed", function()
     it("downloads every item once, one POST each, never two live holders of one item", function()
       local r = assert(support.redis())

@@ -315,9 +315,12 @@ function _M._run(j, items, client, opts, emit)
           .. ") and max_credits is set (allow_unknown_cost to send it)" })
         return
       end
-      if est.credits and spent + est.credits > limit then
+      local would = spent + (est.credits or 0)
+      -- a fleet's journal counts every worker's items, and reserves this one's credits, atomically
+      if j.reserve then would = j:reserve(it.key, est.credits or 0, limit) end
+      if est.credits and would > limit then
         set(it, { message = format("not submitted: %d credits would take the batch to %d, over max_credits %d",
-          est.credits, spent + est.credits, limit) })
+          est.credits, would, limit) })
         return
       end
     end

@@ -88,6 +88,7 @@ local function scoped(j, keys)
     end,
     add = function(_, list) return j:add(list) end,
     set = function(_, key, t) return j:set(key, t) end,
+    reserve = function(_, key, credits, limit) return j:reserve(key, credits, limit) end,
   }
 end
 
@@ -128,10 +129,6 @@ local work_loop
 ---@return table|nil report
 ---@return viggle.Error|nil err
 function _M.run(batch, items, client, opts, emit)
-  if opts.max_credits then
-    return nil, E("invalid_argument", "max_credits (--max-credits) is not supported with redis yet: each worker "
-      .. "would count only what it submitted")
-  end
   local lease = opts.lease or 15
   if type(lease) ~= "number" or lease <= 0 then
     return nil, E("invalid_argument", "lease (--lease) must be a positive number of seconds")

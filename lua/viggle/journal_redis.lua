@@ -54,25 +54,51 @@ end
 return n
 ]]
 
--- KEYS: items, leases. ARGV: worker, key, fields (JSON; false clears), lease ms.
-local SET = NOW .. [[
+-- KEYS: items, leases. ARGV: worker, key. Refuses (LEASE_LOST) unless the
+-- item's lease names this worker; `l` is the lease.
+local LEASED = NOW .. [[
 local l = redis.call('HGET', KEYS[2], ARGV[2])
 if not l then return redis.error_reply('LEASE_LOST item ' .. ARGV[2] .. ' is held by no worker') end
 l = cjson.decode(l)
 if l.worker ~= ARGV[1] then
   return redis.error_reply('LEASE_LOST item ' .. ARGV[2] .. ' is now held by ' .. l.worker)
 end
+]]
+
+-- KEYS: items, leases. ARGV: worker, key, fields (JSON; false clears), lease ms.
+local SET = LEASED .. [[
 local row = redis.call('HGET', KEYS[1], ARGV[2])
 if not row then return redis.error_reply('NO_ITEM ' .. ARGV[2]) end
 row = cjson.decode(row)
 for k, v in pairs(cjson.decode(ARGV[3])) do
   if v == false and k ~= 'exact' and k ~= 'was_uncertain' then row[k] = nil else row[k] = v end
 end
+if row.state == 'planned' then row.reserved = nil end -- not sent after all: its credits are free again
 row.updated = now / 1000
 redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(row))
 l['until'] = now + tonumber(ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(l))
 return 1
+]]
+
+-- KEYS: items, leases. ARGV: worker, key, credits, limit, the states whose
+-- credits count (JSON). The credits of every item sent or reserved, plus
+-- this one's: reserved (counted from now on) when within limit.
+local RESERVE = LEASED .. [[
+local posted, total = {}, tonumber(ARGV[3])
+for _, s in ipairs(cjson.decode(ARGV[5])) do posted[s] = true end
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local r = cjson.decode(flat[i + 1])
+  -- (this item counts twice when it was sent before: an uncertain POST may have been paid)
+  if posted[r.state] or (r.reserved and flat[i] ~= ARGV[2]) then total = total + (tonumber(r.credits) or 0) end
+end
+if total <= tonumber(ARGV[4]) then
+  local row = cjson.decode(redis.call('HGET', KEYS[1], ARGV[2]))
+  row.reserved = true
+  redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(row))
+end
+return tostring(total)
 ]]
 
 -- KEYS: items, leases, workers. ARGV: worker, n, lease ms, keys this worker
@@ -142,6 +168,9 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.ca
 ]]
 
 local NAME_OF = "return redis.sha1hex(ARGV[1])"
+
+-- The states in which an item's credits count against max_credits (as viggle.batch's).
+local POSTED = { "submitting", "submitted", "complete", "downloaded", "failed", "cancelled", "uncertain" }
 
 local Journal = {}
 Journal.__index = Journal
@@ -260,6 +289,24 @@ function Journal:set(key, t)
   local r, err = self.conn:eval(SET, { self.k_items, self.k_leases }, { self.worker, key, json(fields), self.lease_ms })
   if not r then return failed(err, "item " .. key) end
   return true
+end
+
+--- The credits of every item of the batch sent or reserved, by any worker,
+--- plus `credits` for `key`; when that is within `limit`, `key`'s credits are
+--- reserved (counted by every worker from now on) in the same step. Raises
+--- when Redis cannot answer (as a failed write of the journal does).
+---@param key string
+---@param credits number
+---@param limit number
+---@return number total
+function Journal:reserve(key, credits, limit)
+  local r, err = self.conn:eval(RESERVE, { self.k_items, self.k_leases },
+    { self.worker, key, credits, limit, json(POSTED) })
+  if not r then
+    local _, ferr = failed(err, "item " .. key)
+    error(ferr, 0)
+  end
+  return tonumber(r)
 end
 
 --- Claims up to `n` items (not final, not held by another live lease, not in
