@@ -136,6 +136,13 @@ time runs on a journal.
   --json                  one JSON line per item (key, state, job_id, code,
                           message, output, credits, was_uncertain) at the end
 A 402 (not enough credits) stops further submissions; submitted jobs finish.
+Live table on a terminal, a line per change otherwise, then a summary.
+Exit code: 0 only when every item's video is on disk; 3 an item failed,
+4 cancelled, 5 jobs still running at --timeout (run again to go on waiting),
+1 otherwise (uncertain, over the limit, a 402, errors).
+'status' prints the counts per state and each item's job id, state and
+output from the journal alone; --json prints it as one object. With --redis
+it shows the shared view: which worker holds which item, and the workers.
 
 A fleet (the same command on many machines, one Redis):
   --redis URL             keep the journal in Redis (redis://[:PASSWORD@]HOST[:PORT][/DB])
@@ -148,13 +155,7 @@ A fleet (the same command on many machines, one Redis):
   --claims-log FILE       append each claim, renewal and release (Redis's time, ms)
 A worker exits when nothing is left to claim and no live worker holds an item;
 each video is written on the machine of the worker that finished it.
-Live table on a terminal, a line per change otherwise, then a summary.
-Exit code: 0 only when every item's video is on disk; 3 an item failed,
-4 cancelled, 5 jobs still running at --timeout (run again to go on waiting),
-1 otherwise (uncertain, over the limit, a 402, errors).
-'status' prints the counts per state and each item's job id, state and
-output from the journal alone; --json prints it as one object. With --redis
-it shows the shared view: which worker holds which item, and the workers.
+--max-credits holds for the whole fleet (estimates are reserved in Redis).
 ]==],
 }
 
