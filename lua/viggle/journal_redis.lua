@@ -9,7 +9,7 @@
 ---                                exact, posts, was_uncertain, updated)
 ---   viggle:batch:{NAME}:leases   hash: item key -> {worker, since, until} (ms,
 ---                                Redis's clock: TIME)
----   viggle:batch:{NAME}:workers  hash: worker -> {started, seen, items}
+---   viggle:batch:{NAME}:workers  hash: worker -> {started, seen} (ms)
 --- Every change is one server-side script, so it is atomic: a transition of
 --- an item is made only under a lease naming the worker that makes it (a
 --- worker whose lease another worker took is refused: LEASE_LOST), and the
