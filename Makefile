@@ -19,12 +19,12 @@ CFLAGS ?= -O2 -g
 WARN := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS_ALL := -D_POSIX_C_SOURCE=200809L $(shell $(PKG_CONFIG) --cflags $(LUA_PC) libcurl) $(CPPFLAGS)
 # Never link liblua into the module: the interpreter that loads it provides it.
-LIBS := $(shell $(PKG_CONFIG) --libs libcurl) -lm
+LIBS := $(shell $(PKG_CONFIG) --libs libcurl) -lhiredis -lm
 SANFLAGS ?=
 
 BUILD := build/$(LUA)
 SO := $(BUILD)/viggle/core.so
-SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c
+SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c csrc/redis.c
 HDRS := csrc/vg.h csrc/vg_compat.h csrc/buf.h
 
 # Each interpreter's C module in a directory of its own: LuaJIT's build goes

@@ -61,6 +61,7 @@ static const luaL_Reg core_funcs[] = {
   {"multi", vg_multi_new},
   {"open_part", vg_part_new},
   {"now", core_now},
+  {"redis_connect", vg_redis_connect},
   {"sleep", core_sleep},
   {NULL, NULL}
 };

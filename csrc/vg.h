@@ -120,6 +120,9 @@ const char *vg_curl_name(CURLcode c);
 /* core.c: the one exported symbol */
 __attribute__((visibility("default"))) int luaopen_viggle_core(lua_State *L);
 
+/* redis.c */
+int vg_redis_connect(lua_State *L);
+
 /* json.c */
 int vg_json_open(lua_State *L); /* sets decode and null in the table at -1 */
 

@@ -22,7 +22,8 @@ dependencies = {
 -- Batches (viggle.batch, `viggle batch`) also need LuaSQL for SQLite (Debian's
 -- lua-sql-sqlite3, the luasql-sqlite3 rock), loaded only when a batch runs:
 -- everything else works without it.
--- libcurl (7.85 or newer) is a system library: Debian's libcurl4-openssl-dev.
+-- libcurl (7.85 or newer) is a system library: Debian's libcurl4-openssl-dev;
+-- so is hiredis (fleets on Redis): Debian's libhiredis-dev.
 -- No external_dependencies block: LuaRocks 3.8 does not look in Debian's
 -- multiarch include directory, where the compiler finds curl/curl.h by itself.
 build = {
@@ -30,9 +31,9 @@ build = {
   modules = {
     ["viggle.core"] = {
       sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/part.c", "csrc/json.c", "csrc/buf.c",
-                  "csrc/error.c" },
+                  "csrc/error.c", "csrc/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "m" },
+      libraries = { "curl", "hiredis", "m" },
     },
     ["viggle"] = "lua/viggle/init.lua",
     ["viggle.client"] = "lua/viggle/client.lua",
@@ -54,6 +55,10 @@ build = {
     ["viggle.batch"] = "lua/viggle/batch.lua",
     ["viggle.journal"] = "lua/viggle/journal.lua",
     ["viggle.cli_assets"] = "lua/viggle/cli_assets.lua",
+    ["viggle.journal_redis"] = "lua/viggle/journal_redis.lua",
+    ["viggle.redis"] = "lua/viggle/redis.lua",
+    ["viggle.resp"] = "lua/viggle/resp.lua",
+    ["viggle.fleet"] = "lua/viggle/fleet.lua",
   },
   install = {
     bin = { viggle = "bin/viggle" },

@@ -2,7 +2,8 @@
 -- rely on stay in step with the code: every public function of the library has
 -- them, for exactly the parameters it takes.
 local FILES = { "client", "http", "follow", "render", "errors", "init", "loop", "ngx", "heap", "uv", "nvim",
-                "estimate", "preflight", "journal", "batch", "cli_batch" }
+                "estimate", "preflight", "journal", "batch", "cli_batch",
+                "fleet", "journal_redis", "redis", "resp" }
 
 local function public_functions(path)
   local f = assert(io.open(path))

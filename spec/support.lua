@@ -239,4 +239,78 @@ function M.nginx(opts)
   return nil, "nginx did not start: " .. last
 end
 
+-- ---- redis-server -----------------------------------------------------------
+
+--- True while something listens on 127.0.0.1:port (from /proc/net/tcp).
+function M.listening(port)
+  local hex = string.format("%04X", port)
+  for p, st in (M.read_file("/proc/net/tcp") or ""):gmatch("\n%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)") do
+    if p == hex and st == "0A" then return true end
+  end
+  return false
+end
+
+--- A redis-server started by M.redis: port, dir, url, pid, and the methods below.
+M.Redis = {}
+M.Redis.__index = M.Redis
+
+-- Starts the server on self.port (the same port and data when restarted).
+function M.Redis:start()
+  local args = { "--port", self.port, "--bind", "127.0.0.1", "--save", "''", "--dir", M.q(self.dir),
+                 "--daemonize", "no", "--logfile", M.q(self.dir .. "/redis.log") }
+  if self.aof then
+    -- the journal survives a kill of Redis only when every write is in the AOF before Redis answers
+    for _, a in ipairs({ "--appendonly", "yes", "--appendfsync", "always" }) do args[#args + 1] = a end
+  else
+    for _, a in ipairs({ "--appendonly", "no" }) do args[#args + 1] = a end
+  end
+  if self.password then args[#args + 1] = "--requirepass " .. M.q(self.password) end
+  self.pid = tonumber(M.capture("(redis-server " .. table.concat(args, " ") .. " >/dev/null 2>&1 </dev/null & echo $!)"))
+  for _ = 1, 200 do
+    if M.listening(self.port) then return true end
+    if not M.is_alive(self.pid) then break end
+    M.sleep(0.025)
+  end
+  return nil, "redis-server did not start: " .. (M.read_file(self.dir .. "/redis.log") or "")
+end
+
+--- Ends the server at once (SIGKILL), as a crash would.
+function M.Redis:kill()
+  if self.pid then os.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  for _ = 1, 200 do
+    if not M.is_alive(self.pid) and not M.listening(self.port) then break end
+    M.sleep(0.025)
+  end
+  self.pid = nil
+end
+
+--- Stops the server and removes its directory.
+function M.Redis:stop()
+  if self.pid then M.kill(self.pid) end
+  self.pid = nil
+  if self.dir:match("^/.+/viggle%-redis%.%w+$") then os.execute("rm -rf " .. M.q(self.dir)) end
+end
+
+--- Starts redis-server on a free port of 127.0.0.1, its data in a fresh
+--- directory, nothing saved (--save '', no AOF) unless opts.aof (appendonly,
+--- fsync always: it survives a SIGKILL); opts.password (--requirepass).
+--- Never on 6379. Returns the object (url = redis://127.0.0.1:PORT) or nil, err.
+function M.redis(opts)
+  opts = opts or {}
+  local dir = M.tempdir("viggle-redis")
+  if not dir then return nil, "mktemp failed" end
+  local last
+  for _ = 1, 5 do
+    local r = setmetatable({ port = M.free_port({ [6379] = true }), dir = dir, aof = opts.aof,
+                             password = opts.password }, M.Redis)
+    r.url = "redis://127.0.0.1:" .. r.port
+    local ok, err = r:start()
+    if ok then return r end
+    last = err
+    r:kill()
+  end
+  os.execute("rm -rf " .. M.q(dir))
+  return nil, last
+end
+
 return M

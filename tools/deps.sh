@@ -13,6 +13,7 @@ pkgs=(
   lua-cjson lua-busted lua-check lua-luv lua-sql-sqlite3
   nginx-light libnginx-mod-http-lua
   valgrind cppcheck neovim luarocks
+  redis-server libhiredis-dev
 )
 if [ "${1:-}" = bench ]; then
   pkgs+=(lua-socket lua-sec python3-requests gnuplot-nox hyperfine time openssl)

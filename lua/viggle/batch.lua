@@ -159,6 +159,8 @@ end
 --- allow_unknown_cost, resubmit_uncertain, interval, timeout (of the wait),
 --- on_event(ev) (ev.type "item" with key, state, job_id, code, message,
 --- job; "cost" with credits, unknown, balance; "notice" with message).
+--- With redis (a redis:// URL) the journal is shared by a fleet of workers
+--- (viggle.fleet): name, lease, worker, redis_wait, claims_log (README.md, "Fleets").
 --- Returns the report {ok, items, counts, uncertain, stopped, cost}
 --- (ok: every item's video is on disk), or nil, err when the batch was
 --- refused before anything was sent (a bad manifest, a changed item, a
@@ -173,7 +175,9 @@ function _M.run(manifest, opts)
   local items, err = _M.read_manifest(manifest)
   if not items then return nil, err end
   local jpath = opts.journal or (type(manifest) == "string" and manifest .. ".journal")
-  if not jpath then error("bad argument #2 to 'batch' (opts.journal needed for a list of items)", 2) end
+  if not jpath and not opts.redis then
+    error("bad argument #2 to 'batch' (opts.journal needed for a list of items)", 2)
+  end
   local client = opts.client
   if not client then
     client, err = require("viggle").default()
@@ -185,6 +189,8 @@ function _M.run(manifest, opts)
     if not ok then error(cerr, 0) end
   end
 
+  -- A fleet: the journal is shared in Redis (viggle.fleet, README "Fleets").
+  if opts.redis then return require("viggle.fleet").run(_M, items, client, opts, emit) end
   local j
   j, err = journal_mod.open(jpath)
   if not j then return nil, err end
@@ -202,13 +208,14 @@ function _M.run(manifest, opts)
   return report, err
 end
 
--- The run itself, once the journal is open (run closes it whatever happens).
-function _M._run(j, items, client, opts, emit)
+-- Checks the manifest against its journal (an item whose fields changed is
+-- refused) and adds the items the journal has not seen. Returns the rows,
+-- or nil, err. (viggle.fleet calls it too, on the shared journal.)
+function _M._sync(j, items)
   local rows, err = j:items()
   if not rows then return nil, err end
   local row_of = {}
   for _, r in ipairs(rows) do row_of[r.key] = r end
-  -- The manifest must still say what the journal recorded.
   local new = {}
   for _, it in ipairs(items) do
     local r = row_of[it.key]
@@ -222,9 +229,14 @@ function _M._run(j, items, client, opts, emit)
   local ok
   ok, err = j:add(new)
   if not ok then return nil, err end
-  rows, err = j:items()
+  return j:items()
+end
+
+-- The run itself, once the journal is open (run closes it whatever happens).
+function _M._run(j, items, client, opts, emit)
+  local rows, err = _M._sync(j, items)
   if not rows then return nil, err end
-  row_of = {}
+  local row_of = {}
   for _, r in ipairs(rows) do row_of[r.key] = r end
   for _, it in ipairs(items) do it.row = row_of[it.key] end
 
@@ -303,9 +315,12 @@ function _M._run(j, items, client, opts, emit)
           .. ") and max_credits is set (allow_unknown_cost to send it)" })
         return
       end
-      if est.credits and spent + est.credits > limit then
+      local would = spent + (est.credits or 0)
+      -- a fleet's journal counts every worker's items, and reserves this one's credits, atomically
+      if j.reserve then would = j:reserve(it.key, est.credits or 0, limit) end
+      if est.credits and would > limit then
         set(it, { message = format("not submitted: %d credits would take the batch to %d, over max_credits %d",
-          est.credits, spent + est.credits, limit) })
+          est.credits, would, limit) })
         return
       end
     end
@@ -451,11 +466,16 @@ end
 --- The journal's view of a batch, without touching the API: {items, counts,
 --- journal}. Items are those of the journal, in manifest order.
 ---@param manifest string the manifest's path (its journal is MANIFEST.journal unless opts.journal)
----@param opts {journal: string?}|nil
+---@param opts {journal: string?, redis: string?, name: string?}|nil
 ---@return table|nil view
 ---@return viggle.Error|nil err
 function _M.status(manifest, opts)
   opts = opts or {}
+  if opts.redis then -- the shared view, with the worker holding each item
+    local items, err = _M.read_manifest(manifest)
+    if not items then return nil, err end
+    return require("viggle.fleet").status(items, opts)
+  end
   local jpath = opts.journal or manifest .. ".journal"
   local j, err = journal_mod.open(jpath, { must_exist = true })
   if not j then return nil, err end

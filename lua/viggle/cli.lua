@@ -42,7 +42,8 @@ local OPTIONS = {
   download = { output = "string", mask = false, overwrite = false },
   credits = { json = false },
   batch = { journal = "string", concurrency = "number", ["max-credits"] = "number", interval = "number",
-            timeout = "number", ["resubmit-uncertain"] = false, ["allow-unknown-cost"] = false, json = false },
+            timeout = "number", ["resubmit-uncertain"] = false, ["allow-unknown-cost"] = false, json = false,
+            redis = "string", name = "string", lease = "number", ["claims-log"] = "string" },
 }
 for _, spec in pairs(OPTIONS) do spec.verbose = false end -- every command takes --verbose
 local SHORT = { o = "output", h = "help" }

@@ -143,18 +143,23 @@ end
 
 local function status(opts, pos, env)
   if #pos ~= 2 then return env.usage_error("batch status takes one MANIFEST", "batch") end
-  local st, err = require("viggle.batch").status(pos[2], { journal = opts.journal })
+  local st, err = require("viggle.batch").status(pos[2], { journal = opts.journal, redis = opts.redis,
+                                                           name = opts.name })
   if not st then return env.fail(err) end
   if opts.json then
-    stdout:write(to_json({ journal = st.journal, counts = st.counts, items = st.items }), "\n")
+    stdout:write(to_json({ journal = st.journal, counts = st.counts, items = st.items, workers = st.workers }), "\n")
     return env.EXIT.ok
   end
   local parts = {}
   for _, s in ipairs(require("viggle.journal").STATES) do parts[#parts + 1] = format("%s %d", s, st.counts[s] or 0) end
   stdout:write(format("journal %s: %d items\n%s\n", st.journal, #st.items, concat(parts, ", ")))
   for _, it in ipairs(st.items) do
-    stdout:write(format("%-20s %-11s %-22s %s%s\n", it.key, it.state, it.job_id or "-", it.output or "",
+    local held = st.workers and format("%-24s ", it.holder and format("%s (%.0fs)", it.holder, it.lease_left) or "-") or ""
+    stdout:write(format("%-20s %-11s %s%-22s %s%s\n", it.key, it.state, held, it.job_id or "-", it.output or "",
       it.message and ("  (" .. it.message .. ")") or ""))
+  end
+  for _, w in ipairs(st.workers or {}) do
+    stdout:write(format("worker %s: last seen %.1fs ago\n", w.worker, w.seen_ago))
   end
   return env.EXIT.ok
 end
@@ -176,6 +181,7 @@ function _M.main(opts, pos, env)
     client = c, journal = opts.journal, concurrency = opts.concurrency, max_credits = opts["max-credits"],
     allow_unknown_cost = opts["allow-unknown-cost"], resubmit_uncertain = opts["resubmit-uncertain"],
     interval = opts.interval, timeout = opts.timeout, on_event = v.event,
+    redis = opts.redis, name = opts.name, lease = opts.lease, claims_log = opts["claims-log"],
   })
   if not report then return env.fail(err) end
   v.finish(report)

@@ -116,7 +116,8 @@ Show the account's credit balance.
 Usage: viggle batch MANIFEST [--journal PATH] [--concurrency N] [--max-credits N]
                     [--allow-unknown-cost] [--resubmit-uncertain] [--interval S]
                     [--timeout S] [--json]
-       viggle batch status MANIFEST [--journal PATH] [--json]
+                    [--redis URL [--name NAME] [--lease S] [--claims-log FILE]]
+       viggle batch status MANIFEST [--journal PATH | --redis URL [--name NAME]] [--json]
 
 Run a batch of renders that survives a crash: submit, wait, download. Run
 the same command again to resume: nothing paid for is lost or paid twice.
@@ -164,7 +165,21 @@ Exit code: 0 only when every item's video is on disk; 3 an item failed,
 4 cancelled, 5 jobs still running at --timeout (run again to go on waiting),
 1 otherwise (uncertain, over the limit, a 402, errors).
 'status' prints the counts per state and each item's job id, state and
-output from the journal alone; --json prints it as one object.
+output from the journal alone; --json prints it as one object. With --redis
+it shows the shared view: which worker holds which item, and the workers.
+
+A fleet (the same command on many machines, one Redis):
+  --redis URL             keep the journal in Redis (redis://[:PASSWORD@]HOST[:PORT][/DB])
+                          and share the batch with every worker pointing there:
+                          each item is claimed by one worker at a time (a lease),
+                          a dead worker's items are taken over when its leases end
+  --name NAME             the batch's name in Redis (default: from the manifest's
+                          content, so editing the manifest starts another batch)
+  --lease S               lease length, renewed while the worker lives (default 15)
+  --claims-log FILE       append each claim, renewal and release (Redis's time, ms)
+A worker exits when nothing is left to claim and no live worker holds an item;
+each video is written on the machine of the worker that finished it.
+--max-credits holds for the whole fleet (estimates are reserved in Redis).
 ]==],
   characters = [==[
 Usage: viggle characters list [--limit N] [--offset N] [--all] [--json]
