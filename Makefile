@@ -19,12 +19,12 @@ CFLAGS ?= -O2 -g
 WARN := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS_ALL := -D_POSIX_C_SOURCE=200809L $(shell $(PKG_CONFIG) --cflags $(LUA_PC) libcurl) $(CPPFLAGS)
 # Never link liblua into the module: the interpreter that loads it provides it.
-LIBS := $(shell $(PKG_CONFIG) --libs libcurl) -lm
+LIBS := $(shell $(PKG_CONFIG) --libs libcurl) -lm -pthread
 SANFLAGS ?=
 
 BUILD := build/$(LUA)
 SO := $(BUILD)/viggle/core.so
-SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/json.c
+SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/json.c csrc/worker.c
 HDRS := csrc/vg.h csrc/vg_compat.h
 
 PREFIX ?= /usr/local

@@ -553,7 +553,12 @@ static int request_perform(lua_State *L) {
 static int request_progress(lua_State *L) {
   vg_request *r = vg_checkrequest(L, 1);
   curl_off_t got = 0, total = -1;
-  if (r->state == VG_RUNNING || r->state == VG_DONE) {
+  if (r->state == VG_RUNNING && r->multi != NULL && r->multi->worker != NULL) {
+    curl_off_t p[4]; /* the handle is the thread's: its counters instead */
+    vg_worker_progress(r, p);
+    got = p[0];
+    total = p[1] > 0 ? p[1] : -1;
+  } else if (r->state == VG_RUNNING || r->state == VG_DONE) {
     curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
     curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &total);
   }

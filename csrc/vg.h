@@ -24,6 +24,7 @@ typedef struct vg_buf {
 enum vg_state { VG_IDLE = 0, VG_READY, VG_RUNNING, VG_DONE, VG_CLOSED };
 
 struct vg_multi;
+typedef struct vg_worker vg_worker;
 
 typedef struct vg_request {
   CURL *easy;               /* NULL once closed */
@@ -48,6 +49,8 @@ typedef struct vg_request {
   int plain;
   int plain_verify, plain_follow;
   char *plain_ua, *plain_ca;
+  int wstate;               /* where it is in a worker (worker.c), under its lock */
+  curl_off_t wprogress[4];  /* dlnow, dltotal, ulnow, ultotal, from a worker's thread */
 } vg_request;
 
 typedef struct vg_sockchange {
@@ -66,6 +69,7 @@ typedef struct vg_multi {
   size_t nchanges, capchanges;
   long timer_ms;            /* recorded by the timer callback */
   int timer_changed;
+  vg_worker *worker;        /* a thread drives this multi (worker.c), or NULL */
 } vg_multi;
 
 /* request.c */
@@ -78,6 +82,17 @@ int vg_request_new(lua_State *L);
 void vg_multi_open(lua_State *L);
 void vg_multi_detach(vg_request *r);
 int vg_multi_new(lua_State *L);
+
+/* worker.c: a multi driven on a thread of its own */
+vg_worker *vg_worker_new(CURLM *multi);
+int vg_worker_fd(const vg_worker *w);
+int vg_worker_add(vg_worker *w, vg_request *r);
+void vg_worker_remove(vg_worker *w, vg_request *r);
+size_t vg_worker_collect(vg_worker *w, void (*fn)(vg_request *, CURLcode, void *), void *ud);
+int vg_worker_wait(vg_worker *w, int ms);
+void vg_worker_set(vg_worker *w, long max_connects, long max_host);
+void vg_worker_progress(const vg_request *r, curl_off_t out[4]);
+void vg_worker_free(vg_worker *w);
 
 /* core.c: the one exported symbol */
 __attribute__((visibility("default"))) int luaopen_viggle_core(lua_State *L);
