@@ -1,11 +1,14 @@
 --- The scheduler: tasks (coroutines) that yield while their transfers are in
---- flight and while they sleep, driven by one libcurl multi.
+--- flight and while they sleep. The transfers of tasks run on a thread of the
+--- C core (a libcurl multi of its own, csrc/worker.c): the bytes move while
+--- the host does its own work, and the scheduler only collects results.
 ---
 --- Every client method calls `loop.transfer` and `loop.sleep`. Inside a task
---- they yield to the scheduler; outside one they block (a private multi for
---- transfers, a real sleep), so a user changes nothing between the two.
+--- they yield to the scheduler; outside one they block (libcurl's own loop,
+--- a real sleep), so a user changes nothing between the two. Inside nginx
+--- both yield to nginx wherever its Lua module can yield (viggle.ngx).
 --- A host with its own loop either calls `step(0)` every frame, or installs
---- a driver (viggle.uv) that watches libcurl's sockets itself.
+--- a driver (viggle.uv) that watches the thread's wake-up descriptor.
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local heap = require("viggle.heap")
@@ -23,14 +26,35 @@ local _M = {}
 local Task = {}
 Task.__index = Task
 
--- Scheduler state (one per Lua state).
+-- A scheduler's state. There is one per Lua state, except inside nginx: one
+-- per request (viggle.ngx), since a coroutine belongs to the request that
+-- made it and only that request may resume it.
+local function new_scheduler()
+  return {
+    live = 0,             -- tasks not yet ended
+    ready = {}, ready_n = 0, -- tasks to resume, in order
+    timers = heap.new(),  -- min-heap of {at, task, token}
+    failed = {},          -- tasks that raised, for run()
+    -- wake = function(s) end: set by a host whose waits must be woken
+  }
+end
+_M.new_scheduler = new_scheduler
+local main = new_scheduler()
+local host                                        -- viggle.ngx inside nginx, else nil
+do
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.get_phase and ngx.timer then host = require("viggle.ngx") end
+end
+-- The scheduler of the caller.
+local function sched()
+  if host then return host.scheduler(main, new_scheduler) end
+  return main
+end
+
 local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
-local live = 0                                    -- tasks not yet ended
-local ready, ready_n = {}, 0                      -- tasks to resume, in order
-local timers = heap.new()                         -- min-heap of {at, task, token}
-local waiting = {}                                -- request -> task
+local waiting = {}                                -- request -> task or function(r) (a plain wait)
 local driver                                      -- how transfers are driven (see below)
-local failed_tasks = {}                           -- tasks that raised, for run()
+local step_budget = 0.002                         -- seconds step() may spend running tasks
 
 -- A cancelled wait raises this sentinel inside the task; it ends the task.
 local CANCEL = setmetatable({}, { __tostring = function() return "viggle: task cancelled" end })
@@ -62,43 +86,33 @@ function _M.release(r)
 end
 
 -- ---- drivers ----------------------------------------------------------------
--- Inside nginx (OpenResty's Lua module), a wait outside a task yields to
--- nginx with ngx.sleep, in the phases where that is allowed, so the worker
--- keeps serving other requests. (A libcurl transfer itself still blocks.)
-local NGX_YIELDING = { rewrite = true, access = true, content = true, timer = true, ssl_cert = true,
-                       ssl_session_fetch = true }
 local function host_sleep(seconds)
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.sleep and ngx.get_phase and NGX_YIELDING[ngx.get_phase()] then
-    ngx.update_time() return ngx.sleep(seconds + 0.001) -- clock behind after a transfer; ms granularity, never 0
-  end
+  if host then return host.sleep(seconds) end
   core_sleep(seconds)
 end
 
 -- Options of the multis made from now on (see _M.configure).
-local multi_opts = {}
+local multi_opts = { thread = true }
 local multiplex_cap -- the cap set by _M.multiplexing, if any
 
--- The default driver: a multi in perform/poll mode, driven by step().
+-- The default driver: a multi on the C core's transfer thread; step()
+-- collects what finished and waits on the thread's wake-up descriptor.
 local function default_driver()
   local m = assert(core.multi(multi_opts))
-  return {
+  local d = {
     multi = m,
     add = function(r) return m:add(r) end,
     remove = function(r) m:remove(r) end,
     count = function() return m:count() end,
     drive = function() local _, finished = m:perform() return finished end,
     wait = function(t)
-      if m:count() > 0 then
-        local want = m:timeout()
-        if want and want < t then t = want end
-        m:poll(t)
-      elseif t > 0 then
-        host_sleep(t)
-      end
+      if m:count() > 0 then m:poll(t)
+      elseif t > 0 then host_sleep(t) end
     end,
     wake = function() end,
   }
+  if host then host.adopt(d, _M.dispatch) end
+  return d
 end
 
 local function get_driver()
@@ -114,8 +128,15 @@ end
 ---@return nil
 function _M.configure(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
+  if opts.step_budget ~= nil then
+    if type(opts.step_budget) ~= "number" or opts.step_budget < 0 then
+      error("bad option 'step_budget' to 'configure' (non-negative number expected)", 2)
+    end
+    step_budget = opts.step_budget
+  end
+  if opts.max_host_connections == nil and opts.max_connects == nil then return end
   if driver and driver.count() > 0 then error("viggle.configure: transfers are in flight", 2) end
-  multi_opts = { max_host_connections = opts.max_host_connections, max_connects = opts.max_connects }
+  multi_opts = { max_host_connections = opts.max_host_connections, max_connects = opts.max_connects, thread = true }
   if driver and driver.multi and not driver.uninstall then
     driver.multi:close()
     driver = nil
@@ -165,13 +186,16 @@ local function make_ready(task, ...)
   task.status = "ready"
   task.token = task.token + 1 -- any timer or request still pointing here is stale
   task.resume_args = select("#", ...) > 0 and { n = select("#", ...), ... } or nil
-  ready_n = ready_n + 1
-  ready[ready_n] = task
+  local s = task.sched
+  s.ready_n = s.ready_n + 1
+  s.ready[s.ready_n] = task
+  if s.wake then s:wake() end
   if driver then driver.wake() end
 end
 
 local function finish(task, ok, ...)
-  live = live - 1
+  local s = task.sched
+  s.live = s.live - 1
   if ok then
     task.status = "done"
     task.results = { n = select("#", ...), ... }
@@ -183,7 +207,7 @@ local function finish(task, ok, ...)
     else
       task.status = "failed"
       task.error = err
-      if not task.joined then failed_tasks[#failed_tasks + 1] = task end
+      if not task.joined then s.failed[#s.failed + 1] = task end
     end
   end
   local joiners = task.joiners
@@ -228,32 +252,16 @@ finish_or_not = function(task, ok, ...)
   end
 end
 
--- Inside nginx the scheduler is one per worker, and a coroutine belongs to the
--- request that made it: tasks of two requests at once would resume each
--- other's coroutines (and crash the worker). A second request is refused.
-local owner_request
-local function check_owner()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or not ngx.get_phase then return end
-  local ok, req = pcall(function() return ngx.ctx end) -- one table per request
-  if not ok or type(req) ~= "table" then return end
-  if live == 0 then owner_request = req
-  elseif req ~= owner_request then
-    error("viggle: another request of this nginx worker has tasks running; "
-          .. "inside nginx follow several jobs with ngx.thread.spawn and client:await", 3)
-  end
-end
-
 --- Starts `fn(...)` as a task. It runs at the next step (or run).
 ---@return viggle.Task
 ---@param fn function
 ---@param ... any arguments for fn
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
-  check_owner()
-  local task = setmetatable({ co = co_create(fn), status = "ready", token = 0 }, Task)
+  local s = sched()
+  local task = setmetatable({ co = co_create(fn), status = "ready", token = 0, sched = s }, Task)
   by_co[task.co] = task
-  live = live + 1
+  s.live = s.live + 1
   make_ready(task, ...)
   return task
 end
@@ -273,7 +281,7 @@ local function suspend(task)
 end
 
 local function add_timer(task, at)
-  timers:push({ at, task, task.token })
+  task.sched.timers:push({ at, task, task.token })
 end
 
 --- Sleeps `seconds`: yields inside a task (and to nginx inside nginx), blocks outside.
@@ -292,10 +300,34 @@ end
 -- The private multi for transfers made outside tasks.
 local blocking_multi
 
+-- Inside nginx, outside a task: the transfer runs on the thread while this
+-- coroutine waits on nginx (the host wakes it when the thread is done).
+local function host_transfer(r, tick, tick_every)
+  local d = get_driver()
+  assert(d.add(r))
+  local wake = host.waiter()
+  waiting[r] = wake
+  local next_tick = tick and now() + tick_every
+  while r:state() == "running" do
+    wake.wait(next_tick and max(next_tick - now(), 0) or 1)
+    if next_tick and r:state() == "running" and now() >= next_tick then
+      if tick() == false then
+        waiting[r] = nil
+        d.remove(r)
+        break
+      end
+      next_tick = now() + tick_every
+    end
+  end
+  waiting[r] = nil
+  wake.done()
+  return r:result()
+end
+
 --- Performs a set-up request to its end. Inside a task it yields; outside it
---- blocks. `tick` (optional) is called about every `tick_every` seconds while
---- the transfer runs (for progress); returning false abandons the transfer.
---- Returns the request's result.
+--- blocks (inside nginx it yields to nginx). `tick` (optional) is called about
+--- every `tick_every` seconds while the transfer runs (for progress);
+--- returning false abandons the transfer. Returns the request's result.
 ---@param r userdata a set-up request
 ---@param tick (fun(): boolean|nil)|nil
 ---@param tick_every number|nil seconds (default 0.25)
@@ -306,6 +338,7 @@ function _M.transfer(r, tick, tick_every)
   local task = _M.current()
   tick_every = tick_every or 0.25
   if not task then
+    if host then return host_transfer(r, tick, tick_every) end
     if not tick then return r:perform() end -- libcurl's own loop: the least CPU
     blocking_multi = blocking_multi or assert(core.multi())
     local m = blocking_multi
@@ -343,22 +376,23 @@ function _M.transfer(r, tick, tick_every)
   return r:result()
 end
 
--- Wakes the tasks whose transfers finished.
+-- Wakes the tasks (and the plain waits) whose transfers finished.
 local function dispatch(finished)
   if not finished then return end
   for i = 1, #finished do
     local r = finished[i]
-    local task = waiting[r]
-    if task then
+    local w = waiting[r]
+    if w then
       waiting[r] = nil
-      make_ready(task)
+      if w.co then make_ready(w) else w.wake() end
     end
   end
 end
 _M.dispatch = dispatch
 
 -- Moves due timers to the ready queue; returns the next due time or nil.
-local function expire_timers(t)
+local function expire_timers(s, t)
+  local timers = s.timers
   while timers.n > 0 do
     local e = timers[1]
     if e[1] > t then return e[1] end
@@ -369,14 +403,23 @@ local function expire_timers(t)
   return nil
 end
 
-local function run_ready()
-  local n = ready_n
+-- Resumes the ready tasks, in order, until `deadline` (if any) passes: the
+-- rest keep their turn, before those that became ready meanwhile.
+local function run_ready(s, deadline)
+  local n = s.ready_n
   if n == 0 then return 0 end
-  local batch = ready
-  ready, ready_n = {}, 0
+  local batch = s.ready
+  s.ready, s.ready_n = {}, 0
   for i = 1, n do
     local task = batch[i]
     if task.status == "ready" then resume(task) end
+    if deadline and i < n and now() >= deadline then
+      local rest, k = {}, 0
+      for j = i + 1, n do k = k + 1 rest[k] = batch[j] end
+      for j = 1, s.ready_n do k = k + 1 rest[k] = s.ready[j] end
+      s.ready, s.ready_n = rest, k
+      return i
+    end
   end
   return n
 end
@@ -384,35 +427,47 @@ end
 --- Seconds until the scheduler next has work (timers), or nil.
 ---@return number|nil
 function _M.next_timer()
+  local timers = sched().timers
   return timers.n > 0 and timers[1][1] or nil
 end
 
---- One turn: advance transfers, wake due tasks, run what is ready. Waits at
---- most `timeout` seconds (0: never blocks) when nothing is ready.
+--- One turn: collect finished transfers, wake due tasks, run what is ready.
+--- Waits at most `timeout` seconds (0: never blocks) when nothing is ready.
+--- Running tasks stops once the step budget (viggle.configure{step_budget},
+--- default 2 ms) is spent; the rest run at the next step. The transfers
+--- themselves never run here: they move on the C core's thread meanwhile.
 --- Returns the number of live tasks.
 ---@param timeout number|nil seconds to wait at most when nothing is ready (default 0)
 ---@return integer live tasks
 function _M.step(timeout)
   timeout = timeout or 0
+  local s = sched()
   local d = get_driver()
+  local t0 = now()
+  local deadline = t0 + step_budget
   if d.count() > 0 then dispatch(d.drive()) end
-  local next_at = expire_timers(now())
-  local ran = run_ready()
-  if ran == 0 and ready_n == 0 and timeout > 0 and live > 0 and (next_at or d.count() > 0) then
+  local next_at = expire_timers(s, t0)
+  local ran = run_ready(s, deadline)
+  if ran == 0 and s.ready_n == 0 and timeout > 0 and s.live > 0 and (next_at or d.count() > 0) then
     local t = timeout
     if next_at then t = min(t, max(next_at - now(), 0)) end
-    d.wait(t)
+    if host then host.wait(s, t) else d.wait(t) end
     if d.count() > 0 then dispatch(d.drive()) end
-    expire_timers(now())
-    run_ready()
+    local t1 = now()
+    expire_timers(s, t1)
+    run_ready(s, t1 + step_budget)
   end
-  return live
+  return s.live
 end
 
 --- Runs until every task has ended. Returns true, or false and the error of
 --- the first task that raised and that nobody joined.
-local function stuck()
-  return ready_n == 0 and timers.n == 0 and get_driver().count() == 0
+local function stuck(s)
+  if s.ready_n > 0 or s.timers.n > 0 then return false end
+  for _, w in pairs(waiting) do
+    if w.sched == s then return false end
+  end
+  return true
 end
 local STUCK = "every remaining task is waiting on another: nothing can progress"
 
@@ -420,13 +475,14 @@ local STUCK = "every remaining task is waiting on another: nothing can progress"
 ---@return any err
 function _M.run()
   if _M.current() then error("viggle.run cannot be called inside a task", 2) end
-  while live > 0 do
+  local s = sched()
+  while s.live > 0 do
     -- Every task is suspended on something only another task can give.
-    if stuck() then return false, errors.new("cancelled", STUCK) end
+    if stuck(s) then return false, errors.new("cancelled", STUCK) end
     _M.step(huge)
   end
-  local f = failed_tasks[1]
-  failed_tasks = {}
+  local f = s.failed[1]
+  s.failed = {}
   if f then return false, f.error end
   return true
 end
@@ -456,8 +512,9 @@ end
 ---@return any ... the results of the task, or its error
 function Task:join()
   self.joined = true
-  for i = #failed_tasks, 1, -1 do
-    if failed_tasks[i] == self then table.remove(failed_tasks, i) end
+  local failed = self.sched.failed
+  for i = #failed, 1, -1 do
+    if failed[i] == self then table.remove(failed, i) end
   end
   while self.status ~= "done" and self.status ~= "failed" and self.status ~= "cancelled" do
     local me = _M.current()
@@ -467,7 +524,7 @@ function Task:join()
       self.joiners[#self.joiners + 1] = me
       suspend(me)
     else
-      if stuck() then return false, errors.new("cancelled", STUCK) end
+      if stuck(self.sched) then return false, errors.new("cancelled", STUCK) end
       _M.step(huge)
     end
   end
