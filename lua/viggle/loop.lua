@@ -303,9 +303,9 @@ local blocking_multi
 -- Inside nginx, outside a task: the transfer runs on the thread while this
 -- coroutine waits on nginx (the host wakes it when the thread is done).
 local function host_transfer(r, tick, tick_every)
+  local wake = host.waiter() -- raises where nginx cannot yield: before anything is sent
   local d = get_driver()
   assert(d.add(r))
-  local wake = host.waiter()
   waiting[r] = wake
   local next_tick = tick and now() + tick_every
   while r:state() == "running" do
