@@ -1,7 +1,9 @@
 --- Drives viggle's scheduler from a libuv loop: luv (`require "luv"`), or
---- Neovim's `vim.uv` / `vim.loop`. libcurl's sockets are watched by uv poll
---- handles and its timeouts by a uv timer, so the host's loop never blocks
---- on a transfer; tasks (viggle.spawn) are resumed from the host's loop.
+--- Neovim's `vim.uv` / `vim.loop`. The transfers run on the C core's
+--- transfer thread; a uv poll handle watches its wake-up descriptor and
+--- collects finished transfers, and a uv timer runs the tasks' timers, so the
+--- host's loop never blocks on a transfer nor spends its time moving bytes;
+--- tasks (viggle.spawn) are resumed from the host's loop.
 ---
 ---   local uv = require("luv")
 ---   require("viggle.uv").install(uv)
@@ -14,7 +16,7 @@
 local core = require("viggle.core")
 local loop = require("viggle.loop")
 
-local pairs, error, math_max, floor = pairs, error, math.max, math.floor
+local error, math_max, floor = error, math.max, math.floor
 
 local _M = {}
 
@@ -35,9 +37,9 @@ function _M.install(uv, opts)
     error("bad argument #1 to 'install' (luv, vim.uv or vim.loop expected)", 2)
   end
   opts = opts or {}
-  local m = assert(core.multi({ sockets = true, max_connects = opts.max_connects }))
-  local polls = {}                 -- fd -> uv poll handle
-  local curl_timer = uv.new_timer()
+  local m = assert(core.multi({ thread = true, max_connects = opts.max_connects }))
+  local watcher = uv.new_poll(m:fd()) -- readable while finished transfers wait
+  local watching = false
   local task_timer = uv.new_timer()
   local kick_timer = uv.new_timer()
   local scheduled = false
@@ -45,44 +47,23 @@ function _M.install(uv, opts)
 
   local function ms(seconds) return math_max(0, floor(seconds * 1000 + 0.5)) end
 
-  local run_soon, apply
+  local run_soon
 
-  -- Tells libcurl about activity on fd (-1: its timer), wakes the tasks whose
-  -- transfers ended, and applies what libcurl asked for meanwhile.
-  local function act(fd, events)
-    local _, finished = m:socket_action(fd, events)
-    loop.dispatch(finished)
-    apply()
-  end
-
-  -- Applies what libcurl asked for during the last call into it.
-  apply = function()
-    local changes = m:changes()
-    if changes then
-      for i = 1, #changes, 2 do
-        local fd, what = changes[i], changes[i + 1]
-        local p = polls[fd]
-        if what == "remove" then
-          if p then
-            p:stop()
-            p:close()
-            polls[fd] = nil
-          end
-        elseif what ~= "none" then
-          if not p then
-            p = uv.new_socket_poll(fd)
-            polls[fd] = p
-          end
-          p:start(what, function(err, events) act(fd, err and "e" or (events or "")) end)
-        end
+  -- The watcher runs only while transfers are in flight: an active handle
+  -- keeps uv.run() from returning.
+  local function watch()
+    if m:count() > 0 then
+      if not watching then
+        watching = true
+        watcher:start("r", function()
+          local _, finished = m:perform()
+          loop.dispatch(finished)
+          watch()
+        end)
       end
-    end
-    local changed, secs = m:timer()
-    if changed then
-      curl_timer:stop()
-      if secs then
-        curl_timer:start(ms(secs), 0, function() act(-1) end)
-      end
+    elseif watching then
+      watching = false
+      watcher:stop()
     end
   end
 
@@ -90,7 +71,7 @@ function _M.install(uv, opts)
   local function turn()
     scheduled = false
     loop.step(0)
-    apply()
+    watch()
     local at = loop.next_timer()
     task_timer:stop()
     if at then task_timer:start(ms(at - core.now()), 0, run_soon) end
@@ -106,15 +87,15 @@ function _M.install(uv, opts)
 
   d.add = function(r)
     local ok, err, code = m:add(r)
-    if ok then apply() end
+    if ok then watch() end
     return ok, err, code
   end
   d.remove = function(r)
     m:remove(r)
-    apply()
+    watch()
   end
   d.count = function() return m:count() end
-  d.drive = function() return nil end -- the uv callbacks drive
+  d.drive = function() local _, finished = m:perform() return finished end
   -- A wait outside a task (task:join, viggle.run, await_all called from
   -- plain code) turns the host's loop once; inside the loop's own callbacks
   -- that would re-enter it, so there it is refused with a clear message.
@@ -127,19 +108,15 @@ function _M.install(uv, opts)
   d.wake = run_soon
 
   --- Removes the driver (transfers still in flight end as cancelled). Its
-  --- timers are stopped, not closed: the host's loop frees them at its end.
+  --- timers and watcher are stopped, not closed: the host's loop frees them
+  --- at its end (luv crashes at exit on a handle closed after its last run).
   function d.uninstall()
     if m:count() > 0 then
       error("viggle.uv: uninstall while transfers are in flight; cancel their tasks first", 2)
     end
     installed = nil
     loop.set_driver(nil)
-    for fd, p in pairs(polls) do
-      p:stop()
-      p:close()
-      polls[fd] = nil
-    end
-    curl_timer:stop()
+    watcher:stop()
     task_timer:stop()
     kick_timer:stop()
     m:close()
