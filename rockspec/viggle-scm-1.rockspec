@@ -26,9 +26,9 @@ build = {
   type = "builtin",
   modules = {
     ["viggle.core"] = {
-      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/json.c" },
+      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/json.c", "csrc/worker.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "m" },
+      libraries = { "curl", "m", "pthread" },
     },
     ["viggle"] = "lua/viggle/init.lua",
     ["viggle.client"] = "lua/viggle/client.lua",
@@ -37,6 +37,7 @@ build = {
     ["viggle.loop"] = "lua/viggle/loop.lua",
     ["viggle.heap"] = "lua/viggle/heap.lua",
     ["viggle.uv"] = "lua/viggle/uv.lua",
+    ["viggle.ngx"] = "lua/viggle/ngx.lua",
     ["viggle.nvim"] = "lua/viggle/nvim.lua",
     ["viggle.cli"] = "lua/viggle/cli.lua",
     ["viggle.cli_help"] = "lua/viggle/cli_help.lua",
