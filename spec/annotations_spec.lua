@@ -1,7 +1,7 @@
 -- The LuaCATS annotations (---@param, ---@return) that lua-language-server users
 -- rely on stay in step with the code: every public function of the library has
 -- them, for exactly the parameters it takes.
-local FILES = { "client", "render", "errors", "init", "loop", "heap", "uv", "nvim" }
+local FILES = { "client", "http", "follow", "render", "errors", "init", "loop", "ngx", "heap", "uv", "nvim" }
 
 local function public_functions(path)
   local f = assert(io.open(path))

@@ -253,7 +253,7 @@ describe("client:status", function()
 
     it("auth for a missing key, from a plain-string detail", function()
       local res = assert(require("viggle.client").new({ base_url = m.base_url, api_key = "" }))
-      local _, err = res:_api({ path = "/api/credits" })
+      local _, err = require("viggle.http").api(res, { path = "/api/credits" })
       assert.are.equal("auth", err.kind)
       assert.are.equal(401, err.status)
       assert.is_string(err.message)

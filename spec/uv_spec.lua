@@ -102,3 +102,53 @@ describe("viggle.uv waits outside a task", function()
     assert.matches("inside viggle.spawn", tostring(err))
   end)
 end)
+
+-- viggle.configure applies to the multi of the uv driver too, whichever of
+-- configure and install comes first.
+describe("viggle.configure under viggle.uv", function()
+  local m, driver
+
+  setup(function() m = assert(mock_server.start()) end)
+  teardown(function()
+    if driver then driver.uninstall() end
+    viggle.configure({})
+    if m then m:stop() end
+  end)
+  before_each(function()
+    m:reset()
+    m:config({ delay = 0.05 }) -- so the ten polls overlap
+  end)
+
+  -- 10 awaits at once in tasks, driven by uv.run; the connections the mock saw
+  local function ten_awaits()
+    local c = assert(viggle.new({ base_url = m.base_url, api_key = "sk-test-valid", timeout = 5 }))
+    local ids = m:jobs({ count = 10, id = "uvcap" })
+    local done = 0
+    for _, id in ipairs(ids) do
+      viggle.spawn(function()
+        local job = c:await(id, { interval = 0.01 })
+        if job and job.status == "complete" then done = done + 1 end
+      end)
+    end
+    uv.run()
+    assert.are.equal(10, done)
+    return m:connections("api")
+  end
+
+  it("max_host_connections set before install caps the uv driver's connections", function()
+    viggle.configure({ max_host_connections = 2 })
+    driver = require("viggle.uv").install(uv)
+    local conns = ten_awaits()
+    assert.is_true(conns <= 2, "connections: " .. conns)
+  end)
+
+  it("set after install (nothing in flight) caps them too, and {} lifts the cap", function()
+    viggle.configure({})
+    assert.is_true(ten_awaits() > 2) -- without a cap, ten polls at once open more than two
+    m:reset()
+    m:config({ delay = 0.05 })
+    viggle.configure({ max_host_connections = 2 })
+    local conns = ten_awaits()
+    assert.is_true(conns <= 2, "connections: " .. conns)
+  end)
+end)

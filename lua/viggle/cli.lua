@@ -159,7 +159,6 @@ local function progress_view(ids)
       stdout:flush()
     end
   end
-  view.draw = draw
   return view
 end
 
@@ -182,7 +181,7 @@ function commands.status(opts, pos)
 end
 
 local function wait_jobs(c, ids, opts)
-  local view = opts.json and { update = function() end, draw = function() end } or progress_view(ids)
+  local view = opts.json and { update = function() end } or progress_view(ids)
   for _, id in ipairs(ids) do view.update(id, nil, nil) end
   local results = c:await_all(ids, {
     interval = opts.interval, timeout = opts.timeout, rate = opts.rate,

@@ -16,7 +16,7 @@ local _M = {}
 ---| '"network"'          # connection refused, reset, dropped, truncated
 ---| '"timeout"'          # a request or a wait passed its deadline
 ---| '"tls"'              # certificate or TLS handshake failure
----| '"decode"'           # the answer is not the JSON the contract describes
+---| '"decode"'           # the answer is not the JSON the API describes (docs/api.md)
 ---| '"too_large"'        # the answer is larger than the body cap
 ---| '"job_failed"'       # the job ended as failed (code and message from the job)
 ---| '"job_cancelled"'    # the job ended as cancelled

@@ -6,14 +6,17 @@
 --- Every client method calls `loop.transfer` and `loop.sleep`. Inside a task
 --- they yield to the scheduler; outside one they block (libcurl's own loop,
 --- a real sleep), so a user changes nothing between the two. Inside nginx
---- both yield to nginx wherever its Lua module can yield (viggle.ngx).
+--- both yield to nginx wherever its Lua module can yield (viggle.ngx), and
+--- tasks have one scheduler per request.
 --- A host with its own loop either calls `step(0)` every frame, or installs
---- a driver (viggle.uv) that watches the thread's wake-up descriptor.
+--- a driver (viggle.uv) that watches the thread's wake-up descriptor. See
+--- docs/architecture.md and docs/hosts.md.
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local heap = require("viggle.heap")
 
-local coroutine, setmetatable, select, type, error = coroutine, setmetatable, select, type, error
+local coroutine, setmetatable, select, type, error, pairs, ipairs = coroutine, setmetatable, select, type,
+  error, pairs, ipairs
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
 local now, core_sleep, huge, min, max = core.now, core.sleep, math.huge, math.min, math.max
 local co_running, co_yield, co_resume, co_status, co_create = coroutine.running, coroutine.yield,
@@ -31,16 +34,16 @@ Task.__index = Task
 -- made it and only that request may resume it.
 local function new_scheduler()
   return {
-    live = 0,             -- tasks not yet ended
+    live = 0,                -- tasks not yet ended
+    alive = {},              -- those tasks (task -> true)
     ready = {}, ready_n = 0, -- tasks to resume, in order
-    timers = heap.new(),  -- min-heap of {at, task, token}
-    failed = {},          -- tasks that raised, for run()
+    timers = heap.new(),     -- min-heap of {at, task, token}
+    -- run_failures: tasks that raised during the run() now running
     -- wake = function(s) end: set by a host whose waits must be woken
   }
 end
-_M.new_scheduler = new_scheduler
 local main = new_scheduler()
-local host                                        -- viggle.ngx inside nginx, else nil
+local host -- viggle.ngx inside nginx, else nil
 do
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and ngx.get_phase and ngx.timer then host = require("viggle.ngx") end
@@ -52,7 +55,8 @@ local function sched()
 end
 
 local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
-local waiting = {}                                -- request -> task or function(r) (a plain wait)
+local running                                     -- the task being resumed now
+local waiting = {}                                -- request -> task, or a host's waiter (a plain wait)
 local driver                                      -- how transfers are driven (see below)
 local step_budget = 0.002                         -- seconds step() may spend running tasks
 
@@ -69,7 +73,7 @@ function _M.acquire()
     idle_n = idle_n - 1
     return r
   end
-  return assert(core.request())
+  return core.request() -- or nil, msg, code
 end
 --- Gives a finished (or never started) request handle back to the pool.
 ---@param r userdata a request from acquire
@@ -86,21 +90,39 @@ function _M.release(r)
 end
 
 -- ---- drivers ----------------------------------------------------------------
+-- Inside nginx, waits go through viggle.ngx (they yield to nginx, or raise
+-- where nginx cannot yield).
 local function host_sleep(seconds)
   if host then return host.sleep(seconds) end
   core_sleep(seconds)
 end
 
 -- Options of the multis made from now on (see _M.configure).
-local multi_opts = { thread = true }
-local multiplex_cap -- the cap set by _M.multiplexing, if any
+local multi_opts = {}
+
+--- Makes a multi with the options of viggle.configure (max_host_connections,
+--- max_connects) and those of `extra`, which win. Every multi the scheduler
+--- drives is made here (the default driver's, viggle.uv's).
+---@param extra table|nil more options for core.multi (sockets, max_connects)
+---@return userdata|nil multi
+---@return string|nil message
+---@return string|nil code
+function _M.new_multi(extra)
+  local o = { max_host_connections = multi_opts.max_host_connections, max_connects = multi_opts.max_connects }
+  if extra then
+    for k, v in pairs(extra) do o[k] = v end
+  end
+  return core.multi(o)
+end
 
 -- The default driver: a multi on the C core's transfer thread; step()
 -- collects what finished and waits on the thread's wake-up descriptor.
 local function default_driver()
-  local m = assert(core.multi(multi_opts))
+  local m, msg, code = _M.new_multi({ thread = true })
+  if not m then return nil, msg, code end
   local d = {
     multi = m,
+    builtin = true,
     add = function(r) return m:add(r) end,
     remove = function(r) m:remove(r) end,
     count = function() return m:count() end,
@@ -115,16 +137,33 @@ local function default_driver()
   return d
 end
 
+-- The driver, made on first use; or nil, msg, code.
 local function get_driver()
-  if not driver then driver = default_driver() end
+  if not driver then
+    local d, msg, code = default_driver()
+    if not d then return nil, msg, code end
+    driver = d
+  end
   return driver
 end
 
+-- Transfers in flight.
+local function in_flight()
+  return driver and driver.count() or 0
+end
+
+-- The private multi for transfers made outside tasks.
+local blocking_multi
+
+-- The caps held through _M.multiplexing: multi -> {cap = n, holders = k}.
+local mux = setmetatable({}, { __mode = "k" })
+
 --- Sets how the scheduler's connections are managed: `max_host_connections`
 --- (a cap on connections to one host; further requests queue), and
---- `max_connects` (idle connections kept alive, default 256). Takes effect at
---- once when nothing is in flight, else raises.
----@param opts {max_host_connections: integer?, max_connects: integer?}
+--- `max_connects` (idle connections kept alive, default 256): these take
+--- effect at once when nothing is in flight, else raise. `step_budget`:
+--- the seconds one step() may spend running tasks (default 0.002).
+---@param opts {max_host_connections: integer?, max_connects: integer?, step_budget: number?}
 ---@return nil
 function _M.configure(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
@@ -133,13 +172,22 @@ function _M.configure(opts)
       error("bad option 'step_budget' to 'configure' (non-negative number expected)", 2)
     end
     step_budget = opts.step_budget
+    if opts.max_host_connections == nil and opts.max_connects == nil then return end
   end
-  if opts.max_host_connections == nil and opts.max_connects == nil then return end
-  if driver and driver.count() > 0 then error("viggle.configure: transfers are in flight", 2) end
-  multi_opts = { max_host_connections = opts.max_host_connections, max_connects = opts.max_connects, thread = true }
-  if driver and driver.multi and not driver.uninstall then
+  if in_flight() > 0 or (blocking_multi and blocking_multi:count() > 0) then
+    error("viggle.configure: transfers are in flight", 2)
+  end
+  multi_opts = { max_host_connections = opts.max_host_connections, max_connects = opts.max_connects }
+  mux = setmetatable({}, { __mode = "k" }) -- the caps of multis made before are gone with them
+  if blocking_multi then
+    blocking_multi:close()
+    blocking_multi = nil
+  end
+  if driver and driver.builtin then
     driver.multi:close()
     driver = nil
+  elseif driver and driver.remake then
+    driver.remake() -- an installed driver (viggle.uv) makes its multi again, with new_multi
   end
 end
 
@@ -149,26 +197,41 @@ end
 ---@return nil
 function _M.keep_connections(n)
   local d = get_driver()
-  if d.multi then d.multi:keep_connections(n) end
+  if d and d.multi then d.multi:keep_connections(n) end
 end
 
 --- Over HTTP/2 one connection carries many requests: caps the connections
 --- to a host at `n` for a burst of multiplexed polls, unless a cap was set
 --- (viggle.configure). Without it libcurl 7.88 opens a new connection for
 --- nearly every request of a burst once the first connection's streams are
---- taken.
---- `n` = 0 lifts the cap again (only the one set here, never the user's).
+--- taken. The cap belongs to the caller: it holds it until it calls the
+--- function returned, and the cap is lifted when its last holder releases it.
 ---@param n integer
----@return nil
+---@return fun() release lifts this caller's hold (calling it again does nothing)
 function _M.multiplexing(n)
-  local m = get_driver().multi
-  if not m then return end
-  if n > 0 and m:max_host_connections() == 0 then
+  local d = get_driver()
+  local m = d and d.multi
+  if not m or n <= 0 then return function() end end
+  local held = mux[m]
+  if not held then
+    if m:max_host_connections() ~= 0 then return function() end end -- the user's cap stands
+    held = { cap = 0, holders = 0 }
+    mux[m] = held
+  end
+  held.holders = held.holders + 1
+  if n > held.cap then
+    held.cap = n
     m:max_host_connections(n)
-    multiplex_cap = n
-  elseif n == 0 and multiplex_cap and m:max_host_connections() == multiplex_cap then
-    m:max_host_connections(0)
-    multiplex_cap = nil
+  end
+  local released = false
+  return function()
+    if released then return end
+    released = true
+    held.holders = held.holders - 1
+    if held.holders == 0 and mux[m] == held then
+      mux[m] = nil
+      if m:max_host_connections() == held.cap then m:max_host_connections(0) end
+    end
   end
 end
 
@@ -176,7 +239,7 @@ end
 ---@param d table|nil the driver; nil puts the built-in one back
 ---@return nil
 function _M.set_driver(d)
-  if driver and driver.count() > 0 then error("viggle: cannot change the driver while transfers are in flight", 2) end
+  if in_flight() > 0 then error("viggle: cannot change the driver while transfers are in flight", 2) end
   driver = d
 end
 
@@ -196,6 +259,7 @@ end
 local function finish(task, ok, ...)
   local s = task.sched
   s.live = s.live - 1
+  s.alive[task] = nil
   if ok then
     task.status = "done"
     task.results = { n = select("#", ...), ... }
@@ -207,7 +271,7 @@ local function finish(task, ok, ...)
     else
       task.status = "failed"
       task.error = err
-      if not task.joined then s.failed[#s.failed + 1] = task end
+      if s.run_failures then s.run_failures[#s.run_failures + 1] = task end
     end
   end
   local joiners = task.joiners
@@ -227,11 +291,13 @@ local function resume(task)
   end
   task.started = true
   task.status = "running"
+  running = task
   if args then
     finish_or_not(task, co_resume(task.co, unpack(args, 1, args.n)))
   else
     finish_or_not(task, co_resume(task.co))
   end
+  running = nil
 end
 
 finish_or_not = function(task, ok, ...)
@@ -262,6 +328,7 @@ function _M.spawn(fn, ...)
   local task = setmetatable({ co = co_create(fn), status = "ready", token = 0, sched = s }, Task)
   by_co[task.co] = task
   s.live = s.live + 1
+  s.alive[task] = true
   make_ready(task, ...)
   return task
 end
@@ -297,15 +364,17 @@ function _M.sleep(seconds)
   suspend(task)
 end
 
--- The private multi for transfers made outside tasks.
-local blocking_multi
-
 -- Inside nginx, outside a task: the transfer runs on the thread while this
 -- coroutine waits on nginx (the host wakes it when the thread is done).
 local function host_transfer(r, tick, tick_every)
   local wake = host.waiter() -- raises where nginx cannot yield: before anything is sent
-  local d = get_driver()
-  assert(d.add(r))
+  local d, msg, code = get_driver()
+  local ok = d and true
+  if d then ok, msg, code = d.add(r) end
+  if not ok then
+    wake.done()
+    return nil, msg, code
+  end
   waiting[r] = wake
   local next_tick = tick and now() + tick_every
   while r:state() == "running" do
@@ -327,7 +396,9 @@ end
 --- Performs a set-up request to its end. Inside a task it yields; outside it
 --- blocks (inside nginx it yields to nginx). `tick` (optional) is called about
 --- every `tick_every` seconds while the transfer runs (for progress);
---- returning false abandons the transfer. Returns the request's result.
+--- returning false abandons the transfer.
+--- Returns the request's result; failures (of the transfer, or of making a
+--- multi or adding the request to it) as nil, message, code.
 ---@param r userdata a set-up request
 ---@param tick (fun(): boolean|nil)|nil
 ---@param tick_every number|nil seconds (default 0.25)
@@ -340,9 +411,14 @@ function _M.transfer(r, tick, tick_every)
   if not task then
     if host then return host_transfer(r, tick, tick_every) end
     if not tick then return r:perform() end -- libcurl's own loop: the least CPU
-    blocking_multi = blocking_multi or assert(core.multi())
+    if not blocking_multi then
+      local msg, code
+      blocking_multi, msg, code = _M.new_multi()
+      if not blocking_multi then return nil, msg, code end
+    end
     local m = blocking_multi
-    assert(m:add(r))
+    local ok, msg, code = m:add(r)
+    if not ok then return nil, msg, code end
     local next_tick = tick and now() + tick_every
     while r:state() == "running" do
       m:perform()
@@ -357,8 +433,11 @@ function _M.transfer(r, tick, tick_every)
     end
     return r:result()
   end
-  local d = get_driver()
-  assert(d.add(r))
+  local d, msg, code = get_driver()
+  if not d then return nil, msg, code end
+  local ok
+  ok, msg, code = d.add(r)
+  if not ok then return nil, msg, code end
   waiting[r] = task
   task.waiting_for = r
   -- No pcall around the yields (Lua 5.1 cannot yield across one): a
@@ -431,28 +510,42 @@ function _M.next_timer()
   return timers.n > 0 and timers[1][1] or nil
 end
 
+-- step, run and a join outside a task drive the scheduler: never from inside
+-- a task (a callback of one included), which would resume tasks under it.
+local function not_in_task(name)
+  if running or _M.current() then
+    error(name .. " cannot be called inside a task (or a callback it runs): it would resume the task under it", 3)
+  end
+end
+
+-- Advances transfers and wakes the tasks whose transfers finished.
+local function drive()
+  if in_flight() > 0 then dispatch(driver.drive()) end
+end
+
 --- One turn: collect finished transfers, wake due tasks, run what is ready.
 --- Waits at most `timeout` seconds (0: never blocks) when nothing is ready.
 --- Running tasks stops once the step budget (viggle.configure{step_budget},
 --- default 2 ms) is spent; the rest run at the next step. The transfers
 --- themselves never run here: they move on the C core's thread meanwhile.
---- Returns the number of live tasks.
+--- Raises when called inside a task.
 ---@param timeout number|nil seconds to wait at most when nothing is ready (default 0)
 ---@return integer live tasks
 function _M.step(timeout)
+  not_in_task("viggle.step")
   timeout = timeout or 0
   local s = sched()
-  local d = get_driver()
   local t0 = now()
-  local deadline = t0 + step_budget
-  if d.count() > 0 then dispatch(d.drive()) end
+  drive()
   local next_at = expire_timers(s, t0)
-  local ran = run_ready(s, deadline)
-  if ran == 0 and s.ready_n == 0 and timeout > 0 and s.live > 0 and (next_at or d.count() > 0) then
+  local ran = run_ready(s, t0 + step_budget)
+  if ran == 0 and s.ready_n == 0 and timeout > 0 and s.live > 0 and (next_at or in_flight() > 0) then
     local t = timeout
     if next_at then t = min(t, max(next_at - now(), 0)) end
-    if host then host.wait(s, t) else d.wait(t) end
-    if d.count() > 0 then dispatch(d.drive()) end
+    if host then host.wait(s, t)
+    elseif driver then driver.wait(t)
+    else host_sleep(t) end
+    drive()
     local t1 = now()
     expire_timers(s, t1)
     run_ready(s, t1 + step_budget)
@@ -460,8 +553,7 @@ function _M.step(timeout)
   return s.live
 end
 
---- Runs until every task has ended. Returns true, or false and the error of
---- the first task that raised and that nobody joined.
+-- Every task of `s` is suspended on something only another task can give.
 local function stuck(s)
   if s.ready_n > 0 or s.timers.n > 0 then return false end
   for _, w in pairs(waiting) do
@@ -471,19 +563,28 @@ local function stuck(s)
 end
 local STUCK = "every remaining task is waiting on another: nothing can progress"
 
+--- Runs until every task has ended. Returns true, or false and the error of
+--- the first task that raised during this run and that nobody joined.
+--- Raises when called inside a task.
 ---@return boolean ok
 ---@return any err
 function _M.run()
-  if _M.current() then error("viggle.run cannot be called inside a task", 2) end
+  not_in_task("viggle.run")
   local s = sched()
+  local outer = s.run_failures
+  local mine = {}
+  s.run_failures = mine
   while s.live > 0 do
-    -- Every task is suspended on something only another task can give.
-    if stuck(s) then return false, errors.new("cancelled", STUCK) end
+    if stuck(s) then
+      s.run_failures = outer
+      return false, errors.new("cancelled", STUCK)
+    end
     _M.step(huge)
   end
-  local f = s.failed[1]
-  s.failed = {}
-  if f then return false, f.error end
+  s.run_failures = outer
+  for _, t in ipairs(mine) do
+    if not t.joined then return false, t.error end
+  end
   return true
 end
 
@@ -499,7 +600,7 @@ function Task:cancel()
   local r = self.waiting_for
   if r and r:state() == "running" then
     waiting[r] = nil
-    get_driver().remove(r)
+    driver.remove(r)
   end
   if co_running() == self.co then error(CANCEL, 0) end
   make_ready(self)
@@ -512,10 +613,6 @@ end
 ---@return any ... the results of the task, or its error
 function Task:join()
   self.joined = true
-  local failed = self.sched.failed
-  for i = #failed, 1, -1 do
-    if failed[i] == self then table.remove(failed, i) end
-  end
   while self.status ~= "done" and self.status ~= "failed" and self.status ~= "cancelled" do
     local me = _M.current()
     if me then
@@ -524,6 +621,7 @@ function Task:join()
       self.joiners[#self.joiners + 1] = me
       suspend(me)
     else
+      not_in_task("task:join")
       if stuck(self.sched) then return false, errors.new("cancelled", STUCK) end
       _M.step(huge)
     end

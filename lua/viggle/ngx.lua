@@ -79,7 +79,7 @@ end
 -- the waiters poll themselves).
 local function ensure_poller()
   if polling then return true end
-  if driver.count() == 0 then return true end
+  if not driver or driver.count() == 0 then return true end
   local ok = timer_at(0, poll)
   polling = ok and true or false
   return polling

@@ -1,17 +1,18 @@
 --- Render, download and run: the media half of the client, loaded on first
---- use by client:render, client:download and client:run (see client.lua for
---- their documentation).
+--- use by client:render, client:download and client:run (README.md documents
+--- them).
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local loop = require("viggle.loop")
-local client = require("viggle.client")
+local http = require("viggle.http")
+local follow = require("viggle.follow")
 
 local type, tostring, pairs, ipairs, error, next, tonumber = type, tostring, pairs, ipairs, error, next, tonumber
 local format, concat, floor = string.format, table.concat, math.floor
 local E = errors.new
-local P = client._private
-local split_url, quote, check_opts, need_key = P.split_url, P.quote, P.check_opts, P.need_key
-local backoff, call_back = P.backoff, P.call_back
+local split_url, quote, check_opts, need_key = http.split_url, http.quote, http.check_opts, http.need_key
+local backoff, call_back = http.backoff, follow.call_back
+local D = http.DEFAULTS
 
 local _M = {}
 
@@ -140,13 +141,7 @@ local function post_retryable(err)
   return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
 end
 
---- POST /api/render: starts a render. `params`: ref_image, driving_video (file
---- paths, streamed from disk), ref_image_url, driving_video_url, character_id,
---- scene_id, character_mapping (table or JSON text), model, background_mode,
---- bg_color ({r, g, b} or "r,g,b"), fast. Returns the new job
---- {job_id, status, mode, enqueued_at} or nil, err.
---- Options: timeout (default none; a stalled upload is given up after 60 s),
---- retries (default 2; see above for what is retried).
+--- client:render (see client.lua; a POST is retried only when post_retryable).
 ---@param params viggle.RenderParams
 ---@param opts {timeout: number?, retries: integer?}|nil
 ---@return {job_id: string, status: string, mode: string?, enqueued_at: string?}|nil job
@@ -163,12 +158,12 @@ function _M.render(self, params, opts)
   local attempt = 0
   local job
   while true do
-    job, err = self:_api({ method = "POST", path = "/api/render", form = form,
-                           timeout = opts.timeout or 0, low_speed_time = 60 })
+    job, err = http.api(self, { method = "POST", path = "/api/render", form = form,
+                                timeout = opts.timeout or 0, low_speed_time = D.stall_timeout })
     if job or attempt >= (opts.retries or self.retries) or not post_retryable(err) then break end
     attempt = attempt + 1
     local wait = err.retry_after or backoff(attempt, 0.5, 4)
-    if wait > 60 then break end
+    if wait > D.post_max_wait then break end
     loop.sleep(wait)
   end
   if not job then return nil, err end
@@ -191,14 +186,9 @@ local function pick_url(job, mask)
   return job.cdn_url or job.download_url
 end
 
---- Downloads a finished video to `path`. `target`: a job table, a job id, or
---- a URL. Streams to `path .. ".part"` and renames on success (path never
---- holds a partial video); resumes a .part with Range; checks the length;
---- fetches a fresh link once when a job's link has expired (403/404).
---- Options: mask (the alpha mask of a transparent render), overwrite,
---- on_progress(bytes, total) (a few times a second), timeout (default none;
---- a stalled download is given up after 60 s).
---- Returns path, info {bytes, total, resumed_from, url} or nil, err.
+--- client:download (see client.lua): streams to `path .. ".part"` and
+--- renames on success; resumes a .part with Range; checks the length; fetches
+--- a fresh link once when a job's link has expired (403/404).
 ---@param target table|string a job table, a job id, or a URL
 ---@param path string where the video goes
 ---@param opts viggle.DownloadOptions|nil
@@ -243,7 +233,7 @@ function _M.download(self, target, path, opts)
   while true do
     local offset = (opts.resume ~= false and file_size(part)) or 0
     local res
-    res, err = self:_http({
+    res, err = http.exchange(self, {
       url = url, output = part, append = offset > 0, resume_from = offset, json = false,
       timeout = opts.timeout or 0, low_speed_time = opts.stall_timeout or 60, max_body = 0, job_id = job_id,
       tick = on_progress and function(r)
@@ -297,10 +287,7 @@ function _M.download(self, target, path, opts)
   end
 end
 
---- Render, await and (with opts.output) download in one call. Options: those
---- of await (interval, timeout, on_progress, cancel_on_timeout), output (file
---- path), overwrite, mask, on_download(bytes, total).
---- Returns job, path (or nil) or nil, err (err.job_id set once a job exists).
+--- client:run (see client.lua); err.job_id is set once a job exists.
 ---@param params viggle.RenderParams
 ---@param opts table|nil await options plus output, overwrite, mask, on_download, on_created
 ---@return table|nil job the complete job

@@ -123,6 +123,12 @@ function _M.in_log_result()
   answer({ raised = ngx.shared.viggle_spec:get("in_log") })
 end
 
+-- A handler that raises after viggle.spawn: its task is left behind.
+function _M.spawn_raise()
+  viggle.spawn(function() viggle.sleep(0.01) end)
+  error("the handler broke after viggle.spawn")
+end
+
 function _M.await_all()
   local a = args()
   local c = client(a)

@@ -216,6 +216,34 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.are.equal("", h:error_log():gsub("[^\n]*%[notice%][^\n]*\n", ""))
   end)
 
+  -- /tasks in a fresh request: both jobs complete, run() returns true
+  local function tasks_work(prefix)
+    local ids = m:jobs({ count = 2, id = prefix })
+    local r = cjson.decode((assert(h:get("/tasks?ids=" .. table.concat(ids, ",") .. "&interval=0.02", 10),
+      "/tasks failed:\n" .. h:error_log())))
+    assert.is_true(r.run_ok, tostring(r.run_err))
+    for i, id in ipairs(ids) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
+  end
+
+  it("an await_all outside a task whose jobs end within a second leaves the worker's tasks free", function()
+    local log_before = #h:error_log()
+    local ids = m:jobs({ count = 2, id = "ngx_quick" }) -- 6 polls each, 0.02 s apart: done in ~0.15 s
+    local a = cjson.decode((assert(h:get("/await_all?ids=" .. table.concat(ids, ",") .. "&interval=0.02", 10))))
+    assert.are.equal(2, a.complete)
+    assert.is_true(a.t_end - a.t_start < 1, "await_all took " .. ms(a.t_end - a.t_start))
+    tasks_work("ngx_after_all") -- a request of its own, on the same worker
+    tasks_work("ngx_after_all2")
+    assert.are.equal("", h:error_log():sub(log_before + 1))
+  end)
+
+  it("a handler that raises after viggle.spawn does not wedge the worker", function()
+    assert.is_nil((h:get("/spawn_raise", 5))) -- a 500
+    assert.matches("the handler broke after viggle.spawn", h:error_log())
+    tasks_work("ngx_after_raise")
+    assert.is_nil((h:get("/spawn_raise", 5)))
+    tasks_work("ngx_after_raise2")
+  end)
+
   it("several jobs per request in light threads (ngx.thread + client:await), two such requests at once", function()
     local a = m:jobs({ count = 3, id = "ngx_tha", advance = "time", step = 0.3 })
     local b = m:jobs({ count = 3, id = "ngx_thb", advance = "time", step = 0.2 })

@@ -1,5 +1,5 @@
 -- The mock Viggle Render API, running inside nginx (lua-nginx-module, LuaJIT).
--- Contract: /work/shared/viggle-api.md (where it gives two readings, the newer one).
+-- The API it stands in for: docs/api.md.
 -- All state lives in lua_shared_dicts (jobs, faults, log, config) so that any
 -- worker answers the same. See README.md beside this file for the behaviour.
 local cjson = require("cjson.safe")

@@ -1,0 +1,303 @@
+--- Following jobs to their end: one poll, await, await_all and its rate
+--- limiter. Policy only: every request goes through viggle.http, every wait
+--- through viggle.loop. See docs/architecture.md.
+local core = require("viggle.core")
+local errors = require("viggle.errors")
+local heap = require("viggle.heap")
+local http = require("viggle.http")
+local loop = require("viggle.loop")
+
+local type, tostring, ipairs, error, pcall = type, tostring, ipairs, error, pcall
+local format, min, max, floor, ceil = string.format, math.min, math.max, math.floor, math.ceil
+local now = core.now
+local E = errors.new
+local D = http.DEFAULTS
+
+local _M = {}
+
+--- A status answer made a job table, or nil, err.
+---@param job table the decoded answer
+---@param id string the job id asked for
+---@return table|nil job
+---@return viggle.Error|nil err
+function _M.check_job(job, id)
+  if type(job.status) ~= "string" then
+    return nil, E("decode", "the status answer has no status field", { job_id = id })
+  end
+  if job.job_id == nil then job.job_id = id end
+  return job
+end
+local check_job = _M.check_job
+
+local function changed(a, b)
+  return not a or a.status ~= b.status or a.checkpoint ~= b.checkpoint or a.progress_pct ~= b.progress_pct
+end
+
+local function describe(job)
+  if not job then return "no answer yet" end
+  local s = job.status
+  if job.checkpoint then s = s .. ", " .. job.checkpoint end
+  if job.progress_pct then s = s .. format(", %d%%", floor(job.progress_pct)) end
+  return s
+end
+
+--- Calls a user callback under pcall: nil, or the "callback" error it raised.
+---@param fn function
+---@param kind_label string what to call it in the message
+---@param job_id string|nil
+---@param ... any the callback's arguments
+---@return viggle.Error|nil err
+function _M.call_back(fn, kind_label, job_id, ...)
+  local ok, cerr = pcall(fn, ...)
+  if ok then return nil end
+  return E("callback", format("%s raised: %s", kind_label, tostring(cerr)), { job_id = job_id, cause = cerr })
+end
+local call_back = _M.call_back
+
+-- The state of one job being followed (await, await_all); [1] is the time
+-- of its next poll (the heap's key).
+local function new_follow(job_id, path, deadline)
+  return { 0, path = path, id = job_id, deadline = deadline, failures = 0 }
+end
+
+-- The timeout error of a follow whose deadline passed (and the DELETE of
+-- cancel_on_timeout).
+local function timed_out(c, f, opts)
+  local state = describe(f.last)
+  if f.last_err and (not f.last or f.failures > 0) then state = state .. "; last error: " .. f.last_err.message end
+  local terr = E("timeout", format("job still running after %gs (%s)", opts.timeout or D.await_timeout, state),
+    { job_id = f.id, job = f.last, cause = f.last_err, retryable = false })
+  if opts.cancel_on_timeout then
+    local ok, cerr = c:cancel(f.id)
+    terr.cancelled = ok ~= nil
+    terr.cancel_error = cerr
+  end
+  return terr
+end
+
+-- What a job table means for its follow: final, job, err, wait (see poll).
+local function judge(f, job, opts)
+  local id = f.id
+  f.failures = 0
+  local on_progress = opts.on_progress
+  if on_progress and changed(f.last, job) then
+    local cerr = call_back(on_progress, "on_progress", id, job)
+    if cerr then
+      cerr.job = job
+      return true, nil, cerr
+    end
+  end
+  f.last = job
+  local st = job.status
+  if st == "complete" then return true, job end
+  if st == "failed" then
+    return true, nil, E("job_failed", job.error_message or job.error or "the job failed",
+      { job_id = id, code = job.error_code, job = job })
+  end
+  if st == "cancelled" then
+    return true, nil, E("job_cancelled", "the job was cancelled", { job_id = id, job = job })
+  end
+  return false, nil, nil, opts.interval or D.interval
+end
+
+-- Polls a followed job once. Returns final (true when the follow is over),
+-- job, err, and (when not final) the seconds to wait before the next poll.
+local function poll(c, f, opts)
+  local left = f.deadline - now()
+  if left <= 0 then return true, nil, timed_out(c, f, opts) end
+  if opts.limiter then opts.limiter:take() end
+  local id = f.id
+  local job, e = http.api(c, { path = "/api/render/" .. f.path, job_id = id, timeout = min(c.timeout, left) })
+  if job then
+    f.http2 = e.http_version == "2"
+    job, e = check_job(job, id)
+  end
+  if job then return judge(f, job, opts) end
+  if e.retryable then
+    f.last_err = e
+    f.failures = f.failures + 1
+    return false, nil, nil, http.backoff(f.failures, opts.interval or D.interval, opts.max_backoff or D.max_backoff, e)
+  end
+  e.job = f.last
+  return true, nil, e
+end
+
+--- client:await (documented in client.lua)
+---@param c viggle.Client
+---@param job_id string
+---@param opts viggle.AwaitOptions checked
+---@return table|nil job
+---@return viggle.Error|nil err
+function _M.await(c, job_id, opts)
+  local path, err = http.check_id(job_id)
+  if not path then return nil, err end
+  local f = new_follow(job_id, path, now() + (opts.timeout or D.await_timeout))
+  while true do
+    local final, job, e, wait = poll(c, f, opts)
+    if final then return job, e end
+    local left = f.deadline - now()
+    if wait >= left then
+      if left > 0 then loop.sleep(left) end
+      return nil, timed_out(c, f, opts)
+    end
+    loop.sleep(wait)
+  end
+end
+
+-- A shared cap on requests per second: each take() is spaced 1/rate apart.
+local function new_limiter(rate)
+  local spacing, next_at = 1 / rate, 0
+  return { take = function()
+    local t = now()
+    local at = max(t, next_at)
+    next_at = at + spacing
+    if at > t then loop.sleep(at - t) end
+  end }
+end
+
+-- ---- await_all ------------------------------------------------------------------
+-- One call's state, a "round": its follows in a heap by their next poll, the
+-- results, the summary and the options of its polls.
+
+local function new_round(c, job_ids, opts)
+  local started = now()
+  local round = {
+    c = c, job_ids = job_ids, started = started, deadline = started + (opts.timeout or D.await_timeout),
+    results = {}, due = heap.new(), places = {}, -- job id -> its places in job_ids
+    summary = { total = #job_ids, complete = 0, failed = 0, cancelled = 0, errors = 0, running = 0 },
+  }
+  for i, id in ipairs(job_ids) do
+    local path, err = http.check_id(id)
+    if err then
+      round.results[i] = err
+      round.summary.errors = round.summary.errors + 1
+    elseif round.places[id] then
+      round.places[id][#round.places[id] + 1] = i
+    else
+      round.places[id] = { i }
+      local f = new_follow(id, path, round.deadline)
+      f[1] = started
+      round.due:push(f)
+    end
+  end
+  round.summary.running = round.due.n
+  local on_update, user_progress = opts.on_update, opts.on_progress
+  round.report = function()
+    if on_update and not round.callback_error then
+      round.callback_error = call_back(on_update, "on_update", nil, round.summary)
+    end
+  end
+  round.popts = {
+    interval = opts.interval, timeout = opts.timeout, max_backoff = opts.max_backoff,
+    cancel_on_timeout = opts.cancel_on_timeout, limiter = opts.rate and new_limiter(opts.rate),
+    on_progress = (user_progress or on_update) and function(j)
+      if user_progress then user_progress(j) end
+      round.report()
+    end or nil,
+  }
+  return round
+end
+
+local function settle(round, f, job, err)
+  local s = round.summary
+  s.running = s.running - 1
+  if job then s.complete = s.complete + 1
+  elseif err.kind == "job_failed" then s.failed = s.failed + 1
+  elseif err.kind == "job_cancelled" then s.cancelled = s.cancelled + 1
+  else s.errors = s.errors + 1 end
+  for _, i in ipairs(round.places[f.id]) do round.results[i] = job or err end
+  round.report()
+end
+
+-- Polls follow f once and settles it or puts it back for its next poll.
+local function turn(round, f)
+  local final, job, err, wait = poll(round.c, f, round.popts)
+  if final then
+    settle(round, f, job, err)
+  elseif now() + wait >= round.deadline then
+    f[1] = round.deadline -- its last turn: the timeout at the deadline
+    f.deadline = round.deadline
+    round.due:push(f)
+  else
+    f[1] = now() + wait
+    round.due:push(f)
+  end
+  return f
+end
+
+-- A worker takes the follow that is due first; when it is not due yet the
+-- worker sleeps until it is (leaving it in the heap for whoever is free).
+local function worker(round)
+  local due = round.due
+  while due.n > 0 do
+    local f = due:peek()
+    local t = now()
+    if f[1] > t then
+      loop.sleep(f[1] - t)
+    else
+      turn(round, due:pop())
+    end
+  end
+end
+
+-- Starts the workers. One poll goes first, alone: it tells whether the API
+-- speaks HTTP/2. If so, the burst that follows is multiplexed over a few
+-- connections (about 100 requests each, libcurl's default) instead of
+-- opening one per request. A first answer slower than a second (the
+-- watchdog) holds the others no longer.
+local function start_workers(round, n)
+  local workers, rest_started = {}, false
+  local function start_rest()
+    if rest_started then return end
+    rest_started = true
+    for k = 2, n do workers[k] = loop.spawn(worker, round) end
+  end
+  local watchdog = n > 1 and loop.spawn(function() loop.sleep(1) start_rest() end)
+  workers[1] = loop.spawn(function()
+    local first = round.due:peek()
+    if first and first[1] <= now() then
+      turn(round, round.due:pop())
+      if first.http2 and not rest_started then round.release_mux = loop.multiplexing(ceil(n / 100)) end
+    end
+    start_rest()
+    worker(round)
+  end)
+  return workers, watchdog
+end
+
+--- client:await_all (documented in client.lua)
+---@param c viggle.Client
+---@param job_ids string[]
+---@param opts viggle.AwaitAllOptions checked
+---@return (table|viggle.Error)[] results
+---@return viggle.Summary summary
+---@return viggle.Error|nil callback_error
+function _M.await_all(c, job_ids, opts)
+  if type(job_ids) ~= "table" then error("bad argument #1 to 'await_all' (table expected)", 3) end
+  if opts.rate ~= nil and (type(opts.rate) ~= "number" or opts.rate <= 0) then
+    error("bad option 'rate' to 'await_all' (positive number expected)", 3)
+  end
+  local round = new_round(c, job_ids, opts)
+  local n = min(opts.concurrency or D.concurrency, round.due.n)
+  loop.keep_connections(n)
+  local workers, watchdog = start_workers(round, n)
+  local failure
+  for _, w in ipairs(workers) do
+    local ok, err = w:join()
+    if not ok then failure = failure or err end
+  end
+  if watchdog then -- no task of this call outlives it
+    watchdog:cancel()
+    watchdog:join()
+  end
+  if round.release_mux then round.release_mux() end
+  for i = 1, #job_ids do
+    if round.results[i] == nil then
+      round.results[i] = failure or E("cancelled", "not followed to the end", { job_id = job_ids[i] })
+    end
+  end
+  round.summary.seconds = now() - round.started
+  return round.results, round.summary, round.callback_error
+end
+
+return _M

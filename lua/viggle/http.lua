@@ -1,0 +1,302 @@
+--- The request plumbing under the client: URLs, option checks, the key store,
+--- redaction, one HTTP exchange, one API call, and the retry policy of the
+--- calls that may be repeated. See docs/architecture.md.
+local core = require("viggle.core")
+local errors = require("viggle.errors")
+local loop = require("viggle.loop")
+
+local type, tostring, setmetatable, error = type, tostring, setmetatable, error
+local format, concat, min, random = string.format, table.concat, math.min, math.random
+local find = string.find
+local E = errors.new
+
+local _M = {}
+
+--- Every default of the library, written once: each module reads it here.
+_M.DEFAULTS = {
+  base_url = "https://apis.viggle.ai",
+  timeout = 30,                -- seconds for one API request
+  connect_timeout = 10,        -- seconds
+  max_body = 8 * 1024 * 1024,  -- bytes an API answer may have
+  retries = 2,                 -- transient failures of one call retried
+  max_retry_wait = 10,         -- longest wait before a retry of status/credits
+  interval = 3,                -- seconds between polls
+  await_timeout = 1800,        -- overall deadline of await/await_all
+  max_backoff = 60,            -- cap of the backoff between failed polls
+  concurrency = 32,            -- polls in flight at once in await_all
+  stall_timeout = 60,          -- an upload/download moving nothing this long is given up
+  post_max_wait = 60,          -- longest wait before the retry of a POST
+}
+local D = _M.DEFAULTS
+
+--- Splits a URL: scheme, lowercased host:port (the default port made explicit), rest.
+---@param url any
+---@return string|nil scheme lowercased
+---@return string|nil hostport
+---@return string|nil rest path, query and fragment
+function _M.split_url(url)
+  if type(url) ~= "string" then return nil end
+  local scheme, authority, rest = url:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  if authority == "" or authority:find("@", 1, true) then return nil end
+  local host, port = authority:match("^(%[[^%]]+%]):?(%d*)$")
+  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
+  if not host then return nil end
+  if port == "" then port = scheme == "https" and "443" or scheme == "http" and "80" or "" end
+  return scheme, host:lower() .. ":" .. port, rest
+end
+local split_url = _M.split_url
+
+--- scheme://host:port of a URL, or nil.
+---@param url any
+---@return string|nil
+function _M.origin(url)
+  local scheme, hostport = split_url(url)
+  return scheme and (scheme .. "://" .. hostport) or nil
+end
+local origin = _M.origin
+
+--- A value quoted for a message, cut at 64 characters.
+---@param s any
+---@return string
+function _M.quote(s)
+  s = tostring(s)
+  if #s > 64 then s = s:sub(1, 64) .. "..." end
+  return (format("%q", s):gsub("\\\n", "\\n"))
+end
+local quote = _M.quote
+
+--- A job id checked and escaped for a URL path, or nil, err. Nothing is sent
+--- for a refused id.
+---@param id any the job id to check
+---@param what string|nil what to call it in messages (default "job id")
+---@return string|nil escaped the id, percent-encoded for a URL path
+---@return viggle.Error|nil err
+function _M.check_id(id, what)
+  -- the common case, an id of letters, digits, _ and -, needs no escaping
+  if type(id) == "string" and #id <= 256 and find(id, "^[%w_%-]+$") then return id end
+  what = what or "job id"
+  local bad
+  if type(id) ~= "string" then
+    return nil, E("invalid_argument", format("%s must be a string, got %s", what, type(id)))
+  elseif id == "" then bad = "is empty"
+  elseif #id > 256 then bad = "is longer than 256 bytes"
+  elseif id:find("[/?#%%]") then bad = "must not contain / ? # or %"
+  elseif id:find("[%s%c]") then bad = "must not contain whitespace or control characters"
+  elseif id:find("..", 1, true) then bad = "must not contain '..'"
+  end
+  if bad then return nil, E("invalid_argument", format("%s %s %s", what, quote(id), bad)) end
+  return (id:gsub("[^%w%-%._~]", function(c) return format("%%%02X", c:byte()) end))
+end
+
+--- The options table of a public method: {} for nil; anything else raises
+--- (at the caller of that method).
+---@param opts any
+---@param name string the method's name, for the message
+---@return table
+function _M.check_opts(opts, name)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(format("bad argument to '%s' (table expected, got %s)", name, type(opts)), 3) end
+  return opts
+end
+
+-- API keys live here, not in the client table, so printing or dumping a
+-- client never shows one.
+local secrets = setmetatable({}, { __mode = "k" })
+local api_headers = setmetatable({}, { __mode = "k" }) -- they hold the key too
+local get_specs = setmetatable({}, { __mode = "k" })   -- and so do these
+
+--- Stores the API key of a client (nil: none).
+---@param client viggle.Client
+---@param key string|nil
+---@return nil
+function _M.set_key(client, key) secrets[client] = key end
+--- True when the client has an API key.
+---@param client viggle.Client
+---@return boolean
+function _M.has_key(client) return secrets[client] ~= nil end
+
+--- The error of a call that needs a key when the client has none.
+---@param client viggle.Client
+---@return viggle.Error|nil err
+function _M.need_key(client)
+  if not secrets[client] then
+    return E("auth", "no API key: set VIGGLE_API_KEY or pass api_key to viggle.new")
+  end
+end
+
+--- Never lets the key out in a message, whatever a server echoes back.
+---@param client viggle.Client
+---@param s any
+---@return any s with every copy of the key replaced by "[redacted]"
+function _M.redact(client, s)
+  local key = secrets[client]
+  if key and type(s) == "string" and s:find(key, 1, true) then
+    local out, i = {}, 1
+    while true do
+      local a, b = s:find(key, i, true)
+      if not a then break end
+      out[#out + 1] = s:sub(i, a - 1)
+      out[#out + 1] = "[redacted]"
+      i = b + 1
+    end
+    out[#out + 1] = s:sub(i)
+    s = concat(out)
+  end
+  return s
+end
+local redact = _M.redact
+
+-- The header lines of a request. User-Agent goes in the list: libcurl 7.88
+-- rebuilds the header of CURLOPT_USERAGENT on every request, a list line
+-- costs nothing extra.
+local function header_lines(c, o, to_api, key)
+  if to_api and o.json ~= false then
+    local headers = api_headers[c] -- made once: the same lines for every API call
+    if not headers then
+      headers = { "User-Agent: " .. c.user_agent, "Accept: application/json" }
+      if key then headers[3] = "Authorization: Bearer " .. key end
+      api_headers[c] = headers
+    end
+    return headers
+  end
+  local headers = { "User-Agent: " .. c.user_agent }
+  if key and to_api then headers[#headers + 1] = "Authorization: Bearer " .. key end
+  if o.json ~= false then headers[#headers + 1] = "Accept: application/json" end
+  return headers
+end
+
+-- The request description handed to the C core.
+local function request_spec(c, o, url, to_api, key)
+  local headers = header_lines(c, o, to_api, key)
+  local timeout = o.timeout or c.timeout
+  local connect_timeout = min(c.connect_timeout, timeout > 0 and timeout or c.connect_timeout)
+  if not o.url and not o.method and not o.output then
+    -- An API GET (a status poll): one table per client, refilled, read by
+    -- setup before anything can yield, so nothing is allocated per poll.
+    local spec = get_specs[c]
+    if not spec then
+      spec = { headers = headers, ca_file = c.ca_file, follow = not key }
+      get_specs[c] = spec
+    end
+    spec.url, spec.timeout, spec.connect_timeout = url, timeout, connect_timeout
+    spec.max_body = o.max_body or c.max_body
+    return spec
+  end
+  return {
+    url = url,
+    method = o.method,
+    headers = headers,
+    body = o.body,
+    form = o.form,
+    output = o.output,
+    append = o.append,
+    resume_from = o.resume_from,
+    timeout = timeout,
+    connect_timeout = connect_timeout,
+    low_speed_time = o.low_speed_time,
+    fresh_connect = o.method == "POST",
+    ca_file = c.ca_file,
+    max_body = o.max_body or c.max_body,
+    -- A request that carries the key never follows a redirect anywhere.
+    follow = not (key and to_api),
+  }
+end
+
+--- One HTTP exchange of client `c`. `o`: url or path, method, body, form,
+--- output, append, resume_from, timeout, low_speed_time, tick, max_body,
+--- job_id, json (false: no Accept JSON). Returns the response table (any
+--- status), or nil, err for transport failures.
+---@param c viggle.Client
+---@param o table the exchange
+---@return table|nil response {status, headers, body, http_version, ...}
+---@return viggle.Error|nil err
+function _M.exchange(c, o)
+  local url, to_api = o.url, true
+  if url then to_api = origin(url) == c.origin else url = c.base_url .. o.path end
+  local key = secrets[c]
+  local spec = request_spec(c, o, url, to_api, key)
+  local r, msg, code = loop.acquire()
+  if not r then return nil, errors.from_transport(msg, code, { job_id = o.job_id }) end
+  local ok
+  ok, msg, code = r:setup(spec)
+  if not ok then
+    loop.release(r)
+    return nil, errors.from_transport(redact(c, msg), code, { job_id = o.job_id })
+  end
+  local tick = o.tick
+  local res, tmsg, tcode = loop.transfer(r, tick and function() return tick(r) end)
+  loop.release(r)
+  if not res then
+    return nil, errors.from_transport(redact(c, tmsg), tcode, { job_id = o.job_id })
+  end
+  return res
+end
+
+--- An API call of client `c`: the answer decoded from JSON and the response,
+--- or nil, err.
+---@param c viggle.Client
+---@param o table the exchange (see exchange), and empty_ok
+---@return table|nil answer
+---@return table|viggle.Error|nil response_or_err
+function _M.api(c, o)
+  local res, err = _M.exchange(c, o)
+  if not res then return nil, err end
+  local body = res.body or ""
+  local decoded, derr
+  if body ~= "" then decoded, derr = core.decode(body) end
+  if res.status < 200 or res.status >= 300 then
+    local e = errors.from_http(res, decoded, { job_id = o.job_id })
+    e.message = redact(c, e.message)
+    return nil, e
+  end
+  local retryable = o.method == nil or o.method == "GET"
+  if body == "" then
+    if o.empty_ok then return {}, res end
+    return nil, E("decode", "the answer has an empty body", { status = res.status, job_id = o.job_id,
+      retryable = retryable })
+  end
+  if type(decoded) ~= "table" then
+    return nil, E("decode", "the answer is not a JSON object: " .. redact(c, tostring(derr or quote(body))),
+      { status = res.status, job_id = o.job_id, retryable = retryable })
+  end
+  return decoded, res
+end
+
+--- Seconds to wait before retry number `attempt` (1, 2, ...): exponential
+--- backoff with full jitter, capped; a server's Retry-After wins.
+---@param attempt integer
+---@param base number seconds before the first retry, at most
+---@param cap number seconds, at most
+---@param err viggle.Error|nil the error retried (its retry_after wins)
+---@return number seconds
+function _M.backoff(attempt, base, cap, err)
+  if err and err.retry_after then return err.retry_after end
+  return random() * min(cap, base * 2 ^ (attempt - 1))
+end
+local backoff = _M.backoff
+
+--- An API call made again for retryable errors, at most `retries` more
+--- times, waiting no more than `max_wait` seconds before one. Returns the
+--- decoded answer alone, or nil, err.
+---@param c viggle.Client
+---@param call table the exchange (see api)
+---@param retries integer|nil default the client's
+---@param max_wait number|nil default DEFAULTS.max_retry_wait
+---@return table|nil answer
+---@return viggle.Error|nil err
+function _M.api_with_retries(c, call, retries, max_wait)
+  local attempt = 0
+  while true do
+    local answer, err = _M.api(c, call)
+    if answer ~= nil then return answer end
+    if not err.retryable or attempt >= (retries or c.retries) then return nil, err end
+    attempt = attempt + 1
+    local wait = backoff(attempt, 0.25, 4, err)
+    if wait > (max_wait or D.max_retry_wait) then return nil, err end
+    loop.sleep(wait)
+  end
+end
+
+return _M
