@@ -32,7 +32,7 @@ LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan tsan
 
 all: $(SO)
 
@@ -85,3 +85,7 @@ valgrind: $(SO)
 
 asan:
 	@bash tools/memcheck.sh asan
+
+# ThreadSanitizer on the transfer thread (csrc/worker.c)
+tsan:
+	@bash tools/memcheck.sh tsan
