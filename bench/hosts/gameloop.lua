@@ -66,7 +66,8 @@ local up_block = now() - t
 t = now()
 download(dir .. "/b.mp4")
 local down_block = now() - t
-row("blocking", { { "upload_mibs", fmt("%.0f", UP / MiB / up_block) }, { "download_mibs", fmt("%.0f", DOWN / MiB / down_block) } })
+row("blocking", { { "upload_mibs", fmt("%.0f", UP / MiB / up_block) },
+                  { "download_mibs", fmt("%.0f", DOWN / MiB / down_block) } })
 
 for _, what in ipairs({ "upload", "download", "both+20awaits" }) do
   m:reset()
