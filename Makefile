@@ -32,7 +32,7 @@ LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan tsan
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench bench-hosts valgrind asan tsan
 
 all: $(SO)
 
@@ -78,6 +78,11 @@ demo: $(SO)
 
 bench:
 	@bash bench/run.sh
+	@bash bench/hosts/run.sh
+
+# the host benchmarks alone (issue 11: game loop, nginx, big upload)
+bench-hosts:
+	@bash bench/hosts/run.sh
 
 # The spec suite under valgrind (memcheck) and AddressSanitizer.
 valgrind: $(SO)
