@@ -497,6 +497,7 @@ local function run_ready(s, deadline)
       for j = i + 1, n do k = k + 1 rest[k] = batch[j] end
       for j = 1, s.ready_n do k = k + 1 rest[k] = s.ready[j] end
       s.ready, s.ready_n = rest, k
+      if driver then driver.wake() end -- a host loop (viggle.uv) turns again soon
       return i
     end
   end
