@@ -17,7 +17,7 @@ if [ "$quick" = --quick ]; then
 else
   lua5.4 bench/hosts/gameloop.lua 60 100 | tee -a "$out"
   lua5.4 bench/hosts/nginx.lua | tee -a "$out"
-  lua5.4 bench/hosts/upload.lua 500 3 | tee -a "$out"
+  lua5.4 bench/hosts/upload.lua 500 2 | tee -a "$out"
 fi
 lua5.4 bench/hosts/report.lua <"$out" >bench/out/hosts.md
 cat bench/out/hosts.md
