@@ -29,7 +29,6 @@ local c = assert(viggle.new({ base_url = m.base_url, api_key = "sk-test-valid", 
 local FILES = mock_server.dir .. "/files/"
 local function render() return assert(c:render({ ref_image = FILES .. "character.png", driving_video = upload })) end
 local function download(path)
-  os.remove(path) -- freeing a big file's blocks is the file system's time, not the loop's
   return assert(c:download(m.cdn_base .. "/video/big.mp4", path, { overwrite = true }))
 end
 
@@ -40,14 +39,16 @@ local function quantile(list, q)
   return s[math.max(1, math.ceil(#s * q))] or 0
 end
 
--- runs the spawned tasks under a 60 fps loop; returns the step times
+-- runs the spawned tasks under a 60 fps loop; returns the step times (wall
+-- clock, and CPU time of this thread)
 local function frames()
-  local steps, frame, next_frame = {}, 1 / 60, now()
+  local steps, cpu, frame, next_frame = {}, {}, 1 / 60, now()
   while true do
-    local s = now()
+    local s, c0 = now(), core.thread_cpu()
     local live = viggle.step(0)
     steps[#steps + 1] = now() - s
-    if live == 0 then return steps end
+    cpu[#cpu + 1] = core.thread_cpu() - c0
+    if live == 0 then return steps, cpu end
     next_frame = next_frame + frame
     local rest = next_frame - now()
     if rest > 0 then sleep(rest) else next_frame = now() end
@@ -60,36 +61,63 @@ local function row(name, t)
   print(table.concat(parts, " "))
 end
 
-local t = now()
-render()
-local up_block = now() - t
-t = now()
-download(dir .. "/b.mp4")
-local down_block = now() - t
-row("blocking", { { "upload_mibs", fmt("%.0f", UP / MiB / up_block) },
-                  { "download_mibs", fmt("%.0f", DOWN / MiB / down_block) } })
+local function median(list)
+  local t = {}
+  for i, v in ipairs(list) do t[i] = v end
+  table.sort(t)
+  return t[math.ceil(#t / 2)]
+end
 
-for _, what in ipairs({ "upload", "download", "both+20awaits" }) do
+-- one transfer (or all of them) as tasks under the 60 fps loop
+local function in_loop(what)
   m:reset()
   m:config({ delay = 0.05 })
   local ids = m:jobs({ count = 20, id = "frame", advance = "time", step = 0.1 })
-  local up_t, down_t
+  local r = {}
+  os.remove(dir .. "/l.mp4") -- here: freeing a big file's blocks is the file system's time, not a step's
   local t0 = now()
-  if what ~= "download" then viggle.spawn(function() render() up_t = now() - t0 end) end
-  if what ~= "upload" then viggle.spawn(function() download(dir .. "/l.mp4") down_t = now() - t0 end) end
+  if what ~= "download" then viggle.spawn(function() render() r.up = now() - t0 end) end
+  if what ~= "upload" then viggle.spawn(function() download(dir .. "/l.mp4") r.down = now() - t0 end) end
   if what == "both+20awaits" then
     for i = 1, 20 do viggle.spawn(function() assert(c:await(ids[i], { interval = 0.1 })) end) end
   end
-  local steps = frames()
-  row("60fps:" .. what, {
-    { "frames", #steps }, { "step_max_ms", fmt("%.2f", quantile(steps, 1) * 1000) },
-    { "step_p99_ms", fmt("%.2f", quantile(steps, 0.99) * 1000) },
-    { "step_p50_ms", fmt("%.3f", quantile(steps, 0.5) * 1000) },
-    { "upload_mibs", up_t and fmt("%.0f", UP / MiB / up_t) or "-" },
-    { "upload_ratio", up_t and fmt("%.2f", up_block / up_t) or "-" },
-    { "download_mibs", down_t and fmt("%.0f", DOWN / MiB / down_t) or "-" },
-    { "download_ratio", down_t and fmt("%.2f", down_block / down_t) or "-" },
-  })
+  r.steps, r.cpu = frames()
+  return r
 end
+
+-- Blocking and in-loop runs interleaved, ROUNDS times; medians.
+local ROUNDS = tonumber(os.getenv("ROUNDS") or "") or 3
+local ub, db, ul, dl, steps, cpus = {}, {}, {}, {}, {}, {}
+for i = 1, ROUNDS do
+  local t = now()
+  render()
+  ub[i] = now() - t
+  os.remove(dir .. "/b.mp4")
+  t = now()
+  download(dir .. "/b.mp4")
+  db[i] = now() - t
+  local u, d = in_loop("upload"), in_loop("download")
+  ul[i], dl[i] = u.up, d.down
+  for _, r in ipairs({ u, d }) do
+    for k = 1, #r.steps do steps[#steps + 1] = r.steps[k] cpus[#cpus + 1] = r.cpu[k] end
+  end
+end
+row("blocking", { { "upload_mibs", fmt("%.0f", UP / MiB / median(ub)) },
+                  { "download_mibs", fmt("%.0f", DOWN / MiB / median(db)) } })
+row("60fps:transfers", {
+  { "frames", #steps }, { "step_max_ms", fmt("%.2f", quantile(steps, 1) * 1000) },
+  { "step_cpu_max_ms", fmt("%.2f", quantile(cpus, 1) * 1000) },
+  { "step_p99_ms", fmt("%.2f", quantile(steps, 0.99) * 1000) },
+  { "upload_mibs", fmt("%.0f", UP / MiB / median(ul)) }, { "upload_ratio", fmt("%.2f", median(ub) / median(ul)) },
+  { "download_mibs", fmt("%.0f", DOWN / MiB / median(dl)) },
+  { "download_ratio", fmt("%.2f", median(db) / median(dl)) },
+})
+local b = in_loop("both+20awaits")
+row("60fps:both+20awaits", {
+  { "frames", #b.steps }, { "step_max_ms", fmt("%.2f", quantile(b.steps, 1) * 1000) },
+  { "step_cpu_max_ms", fmt("%.2f", quantile(b.cpu, 1) * 1000) },
+  { "step_p99_ms", fmt("%.2f", quantile(b.steps, 0.99) * 1000) },
+  { "upload_mibs", fmt("%.0f", UP / MiB / b.up) }, { "download_mibs", fmt("%.0f", DOWN / MiB / b.down) },
+})
 m:stop()
 os.execute("rm -rf " .. support.q(dir))

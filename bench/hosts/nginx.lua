@@ -6,7 +6,8 @@
 -- big file; and the throughput of status calls made from handlers (10
 -- requests at once, each making sequential status calls).
 -- Prints one line per row: name, then key=value pairs.
-package.path = "./?.lua;" .. package.path
+package.path = "./?.lua;./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./build/5.4/?.so;" .. package.cpath
 local support = require("spec.support")
 local mock_server = require("spec.mock.server")
 local nginx_host = require("spec.hosts.nginx_host")

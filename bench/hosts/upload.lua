@@ -2,7 +2,8 @@
 -- (client:render, blocking) against `curl -F`, to the mock: MiB/s and peak
 -- RSS (GNU time's %M) of each client process.
 --   lua5.4 bench/hosts/upload.lua [MB] [RUNS]
-package.path = "./?.lua;" .. package.path
+package.path = "./?.lua;./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./build/5.4/?.so;" .. package.cpath
 local support = require("spec.support")
 local mock_server = require("spec.mock.server")
 
