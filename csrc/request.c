@@ -360,6 +360,8 @@ static int request_setup(lua_State *L) {
   if (resume_from > 0) SET(CURLOPT_RESUME_FROM_LARGE, (curl_off_t)resume_from);
   /* a download reads in large blocks: fewer callbacks and writes per byte */
   if (output != NULL) SET(CURLOPT_BUFFERSIZE, 512L * 1024L);
+  /* and an upload sends in large blocks (libcurl's default is 64 KiB) */
+  if (form_given) SET(CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024L);
 
   if (method == NULL || strcmp(method, "GET") == 0) {
     SET(CURLOPT_HTTPGET, 1L);
