@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The host benchmarks of issue 11 (game loop, nginx, big upload), one after
-# the other; rows in bench/out/hosts.txt, the markdown in bench/out/hosts.md.
+# the other; rows in bench/out/hosts.txt, the markdown in bench/out/hosts.md,
+# and (full runs) in bench/README.md's "Hosts (issue 11)" section.
 #   bash bench/hosts/run.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,3 +22,6 @@ else
 fi
 lua5.4 bench/hosts/report.lua <"$out" >bench/out/hosts.md
 cat bench/out/hosts.md
+if [ "$quick" != --quick ]; then
+  lua5.4 bench/hosts/splice.lua "Load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+fi
