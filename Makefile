@@ -24,15 +24,15 @@ SANFLAGS ?=
 
 BUILD := build/$(LUA)
 SO := $(BUILD)/viggle/core.so
-SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/json.c csrc/worker.c
-HDRS := csrc/vg.h csrc/vg_compat.h
+SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c csrc/worker.c
+HDRS := csrc/vg.h csrc/vg_compat.h csrc/buf.h
 
 PREFIX ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench bench-hosts valgrind asan tsan
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench bench-hosts valgrind asan tsan fuzz
 
 all: $(SO)
 
@@ -94,3 +94,15 @@ asan:
 # ThreadSanitizer on the transfer thread (csrc/worker.c)
 tsan:
 	@bash tools/memcheck.sh tsan
+
+# libFuzzer harnesses (fuzz/), each run FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# Mutation testing: plants each bug of tools/mutants.txt in a scratch copy and
+# runs the specs (Lua 5.4) against it; prints each verdict and the score.
+#   make mutate JOBS=2 MUTATE_ONLY=heap MUTATE_SPECS="spec/status_spec.lua" MUTATE_TIMEOUT=120
+.PHONY: mutate
+mutate:
+	@JOBS="$(or $(JOBS),2)" lua5.4 tools/mutate.lua

@@ -48,6 +48,7 @@ static const luaL_Reg core_funcs[] = {
   {"isatty", core_isatty},
   {"request", vg_request_new},
   {"multi", vg_multi_new},
+  {"open_part", vg_part_new},
   {"now", core_now},
   {"sleep", core_sleep},
   {"thread_cpu", core_thread_cpu},
@@ -62,6 +63,7 @@ int luaopen_viggle_core(lua_State *L) {
     return luaL_error(L, "viggle.core needs libcurl 7.85 or newer (found %s)", v->version);
   vg_request_open(L);
   vg_multi_open(L);
+  vg_part_open(L);
   lua_newtable(L);
   vg_setfuncs(L, core_funcs, 0);
   vg_json_open(L);

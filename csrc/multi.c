@@ -11,7 +11,8 @@
  *    only collects what finished, m:poll(t) waits for that, m:fd() is a file
  *    descriptor readable while results wait (for host loops to watch).
  * Every request in flight is anchored by a registry reference until it
- * finishes, so it cannot be collected mid-transfer.
+ * finishes, so it cannot be collected mid-transfer: request.c makes and drops
+ * it (vg_request_attach, vg_request_detach); this file never does.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,25 +24,6 @@ static vg_multi *checkmulti(lua_State *L, int idx) {
   vg_multi *m = luaL_checkudata(L, idx, VG_MULTI_MT);
   if (m->multi == NULL) luaL_argerror(L, idx, "multi is closed");
   return m;
-}
-
-static void unlink_request(vg_multi *m, vg_request *r) {
-  if (r->prev != NULL) r->prev->next = r->next; else m->head = r->next;
-  if (r->next != NULL) r->next->prev = r->prev;
-  r->prev = r->next = NULL;
-  r->multi = NULL;
-  m->count--;
-}
-
-/* Takes a request out of its multi and ends it as ABORTED (its close, the
-   multi's close, m:remove). The caller releases the registry anchor. */
-void vg_multi_detach(vg_request *r) {
-  vg_multi *m = r->multi;
-  if (m == NULL) return;
-  if (m->worker != NULL) vg_worker_remove(m->worker, r);
-  else if (m->multi != NULL) curl_multi_remove_handle(m->multi, r->easy);
-  unlink_request(m, r);
-  vg_request_finish(r, CURLE_ABORTED_BY_CALLBACK);
 }
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
@@ -93,12 +75,7 @@ int vg_multi_new(lua_State *L) {
   luaL_getmetatable(L, VG_MULTI_MT);
   lua_setmetatable(L, -2);
   m->multi = curl_multi_init();
-  if (m->multi == NULL) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "curl_multi_init failed");
-    lua_pushliteral(L, "OUT_OF_MEMORY");
-    return 3;
-  }
+  if (m->multi == NULL) return vg_fail(L, "curl_multi_init failed", "OUT_OF_MEMORY");
   curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   m->max_host = max_host;
   if (max_host > 0) curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
@@ -110,12 +87,7 @@ int vg_multi_new(lua_State *L) {
   curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, m->max_connects);
   if (thread) { /* the thread itself starts with the first transfer */
     m->worker = vg_worker_new(m->multi);
-    if (m->worker == NULL) {
-      lua_pushnil(L);
-      lua_pushfstring(L, "cannot make the transfer thread's pipe: %s", strerror(errno));
-      lua_pushliteral(L, "OUT_OF_MEMORY");
-      return 3;
-    }
+    if (m->worker == NULL) return vg_fail(L, "cannot make the transfer thread's pipe", "OUT_OF_MEMORY");
   } else if (sockets) {
     m->socket_mode = 1;
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
@@ -134,53 +106,33 @@ static int multi_add(lua_State *L) {
   if (r->state != VG_READY) return luaL_argerror(L, 2, "request is not set up, or already in flight");
   if (m->worker != NULL) {
     int en = vg_worker_add(m->worker, r);
-    if (en != 0) {
-      lua_pushnil(L);
-      if (en == ECHILD) lua_pushliteral(L, "this multi's transfer thread belongs to another process (made before a fork)");
-      else lua_pushfstring(L, "cannot start the transfer thread: %s", strerror(en));
-      lua_pushliteral(L, "MULTI_ERROR");
-      return 3;
-    }
-    rc = CURLM_OK;
-  } else {
-    rc = curl_multi_add_handle(m->multi, r->easy);
+    if (en == ECHILD)
+      return vg_fail(L, "this multi's transfer thread belongs to another process (made before a fork)", "MULTI_ERROR");
+    if (en != 0) return vg_fail(L, "cannot start the transfer thread", "MULTI_ERROR");
+    vg_request_attach(L, r, m, 2);
+    lua_pushboolean(L, 1);
+    return 1;
   }
-  if (rc != CURLM_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, curl_multi_strerror(rc));
-    lua_pushliteral(L, "MULTI_ERROR");
-    return 3;
-  }
-  lua_pushvalue(L, 2);
-  r->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-  r->multi = m;
-  r->state = VG_RUNNING;
-  r->next = m->head;
-  if (m->head != NULL) m->head->prev = r;
-  m->head = r;
-  m->count++;
+  rc = curl_multi_add_handle(m->multi, r->easy);
+  if (rc != CURLM_OK) return vg_fail(L, curl_multi_strerror(rc), "MULTI_ERROR");
+  vg_request_attach(L, r, m, 2);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* Ends one finished transfer and appends it to the table on top (made by
-   the first one), dropping its anchor. */
+/* Appends one transfer the thread finished to the table on top (made by
+   the first one), and ends it. */
 typedef struct vg_collect {
   lua_State *L;
-  vg_multi *m;
   int n;
 } vg_collect;
 
 static void collect_one(vg_request *r, CURLcode result, void *ud) {
   vg_collect *c = ud;
-  int anchor = r->anchor;
-  unlink_request(c->m, r);
-  vg_request_finish(r, result);
   if (c->n == 0) lua_newtable(c->L);
-  lua_rawgeti(c->L, LUA_REGISTRYINDEX, anchor);
+  lua_rawgeti(c->L, LUA_REGISTRYINDEX, r->anchor); /* the request, before its anchor goes */
   lua_rawseti(c->L, -2, ++c->n);
-  luaL_unref(c->L, LUA_REGISTRYINDEX, anchor);
-  r->anchor = LUA_NOREF;
+  vg_request_detach(c->L, r, result);
 }
 
 /* Collects finished transfers into a new table (or nil when none). */
@@ -190,7 +142,6 @@ static int push_finished(lua_State *L, vg_multi *m) {
   if (m->worker != NULL) {
     vg_collect c;
     c.L = L;
-    c.m = m;
     c.n = 0;
     lua_checkstack(L, 4);
     vg_worker_collect(m->worker, collect_one, &c);
@@ -202,18 +153,10 @@ static int push_finished(lua_State *L, vg_multi *m) {
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     if (r == NULL || r->multi != m) continue;
-    {
-      CURLcode result = msg->data.result; /* msg is invalid after remove */
-      int anchor = r->anchor;
-      curl_multi_remove_handle(m->multi, r->easy);
-      unlink_request(m, r);
-      vg_request_finish(r, result);
-      if (n == 0) lua_newtable(L);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, anchor);
-      lua_rawseti(L, -2, ++n);
-      luaL_unref(L, LUA_REGISTRYINDEX, anchor);
-      r->anchor = LUA_NOREF;
-    }
+    if (n == 0) lua_newtable(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->anchor); /* the request, before its anchor goes */
+    lua_rawseti(L, -2, ++n);
+    vg_request_detach(L, r, msg->data.result); /* msg is invalid after this */
   }
   if (n == 0) lua_pushnil(L);
   return n;
@@ -323,12 +266,7 @@ static int multi_timer(lua_State *L) {
 static int multi_remove(lua_State *L) {
   vg_multi *m = checkmulti(L, 1);
   vg_request *r = vg_checkrequest(L, 2);
-  if (r->multi == m) {
-    int anchor = r->anchor;
-    vg_multi_detach(r);
-    luaL_unref(L, LUA_REGISTRYINDEX, anchor);
-    r->anchor = LUA_NOREF;
-  }
+  if (r->multi == m) vg_request_detach(L, r, CURLE_ABORTED_BY_CALLBACK);
   return 0;
 }
 
@@ -380,13 +318,7 @@ static int multi_close(lua_State *L) {
   /* The thread goes first: then every handle is this thread's to remove. */
   vg_worker_free(m->worker);
   m->worker = NULL;
-  while (m->head != NULL) {
-    vg_request *r = m->head;
-    int anchor = r->anchor;
-    vg_multi_detach(r);
-    luaL_unref(L, LUA_REGISTRYINDEX, anchor);
-    r->anchor = LUA_NOREF;
-  }
+  while (m->head != NULL) vg_request_detach(L, m->head, CURLE_ABORTED_BY_CALLBACK);
   if (m->multi != NULL) {
     curl_multi_cleanup(m->multi);
     m->multi = NULL;

@@ -10,16 +10,12 @@
 #include <stdio.h>
 #include <curl/curl.h>
 #include "vg_compat.h"
+#include "buf.h"
 
 #define VG_VERSION "0.1.0"
 #define VG_REQUEST_MT "viggle.core.request"
 #define VG_MULTI_MT "viggle.core.multi"
-
-/* A growable byte buffer owned by C; libcurl callbacks only ever append here. */
-typedef struct vg_buf {
-  char *data;
-  size_t len, cap;
-} vg_buf;
+#define VG_PART_MT "viggle.core.part"
 
 enum vg_state { VG_IDLE = 0, VG_READY, VG_RUNNING, VG_DONE, VG_CLOSED };
 
@@ -34,10 +30,19 @@ typedef struct vg_request {
   struct vg_request *prev, *next; /* the multi's list of its requests */
   CURLcode result;
   int too_large;            /* the body passed max_body */
+  int head_too_large;       /* the header block passed its cap */
+  int body_started;         /* the current response has sent body bytes */
+  int stalled;              /* no byte moved for stall_limit seconds */
+  double stall_limit;       /* seconds, 0: no check */
+  curl_off_t moved;         /* bytes moved either way, at moved_at (monotonic s) */
+  double moved_at;
   int write_errno;          /* writing the output file failed (errno) */
   size_t max_body;
   vg_buf body, head;
-  FILE *out;                /* streamed download target, or NULL */
+  int out;                  /* the download's .part (our own dup), or -1 */
+  char *out_meta;           /* where its validator is recorded */
+  curl_off_t range_from;    /* asked for the bytes from here (If-Range) */
+  int range_bad;            /* a 206 that does not start there */
   int streamed;             /* this transfer had an output file */
   int body_to_file;         /* -1: not known yet for this response; 1: 2xx, to the file */
   curl_off_t written;       /* bytes written to out by this transfer */
@@ -72,15 +77,41 @@ typedef struct vg_multi {
   vg_worker *worker;        /* a thread drives this multi (worker.c), or NULL */
 } vg_multi;
 
+/* The files call each other one way: core.c -> multi.c -> request.c ->
+   part.c, error.c, buf.c (json.c -> buf.c). A request's membership of a multi (the
+   list links, the count, the registry anchor) is request.c's alone. */
+
 /* request.c */
 void vg_request_open(lua_State *L);
 vg_request *vg_checkrequest(lua_State *L, int idx);
-void vg_request_finish(vg_request *r, CURLcode result);
 int vg_request_new(lua_State *L);
+/* Puts the request at idx into m's list and anchors it (a registry ref) so
+   it cannot be collected while in flight. */
+void vg_request_attach(lua_State *L, vg_request *r, vg_multi *m, int idx);
+/* The one way out of a multi (finished, removed, the request or the multi
+   closed): removes the easy handle, unlinks, ends the transfer with `result`
+   and drops the anchor. Does nothing for a request in no multi. */
+void vg_request_detach(lua_State *L, vg_request *r, CURLcode result);
+
+/* The download target: <path>.part, locked, and its validator in
+   <path>.part.meta (part.c). */
+typedef struct vg_part {
+  int fd;                   /* -1 once closed */
+  char *path, *part, *meta;
+} vg_part;
+
+/* part.c */
+void vg_part_open(lua_State *L);
+int vg_part_new(lua_State *L);
+vg_part *vg_checkpart(lua_State *L, int idx);
+/* The bytes start again from zero: empties fd and records the validator
+   (none: the record goes). 0, or an errno. */
+int vg_part_restart(int fd, const char *meta, const char *validator, size_t n);
+/* Reads the recorded validator into out (NUL-terminated); its length, 0 if none. */
+size_t vg_part_validator(const char *meta, char *out, size_t cap);
 
 /* multi.c */
 void vg_multi_open(lua_State *L);
-void vg_multi_detach(vg_request *r);
 int vg_multi_new(lua_State *L);
 
 /* worker.c: a multi driven on a thread of its own */
@@ -92,16 +123,24 @@ size_t vg_worker_collect(vg_worker *w, void (*fn)(vg_request *, CURLcode, void *
 int vg_worker_wait(vg_worker *w, int ms);
 void vg_worker_set(vg_worker *w, long max_connects, long max_host);
 void vg_worker_progress(const vg_request *r, curl_off_t out[4]);
+void vg_worker_store_progress(vg_request *r, curl_off_t dlnow, curl_off_t dltotal, curl_off_t ulnow,
+                              curl_off_t ultotal);
 void vg_worker_free(vg_worker *w);
+/* request.c: makes libcurl report progress to the request (its counters,
+   and the stall check when it has one), or stops it. */
+void vg_request_report_progress(vg_request *r, int on);
+
+/* error.c */
+/* Pushes nil, msg, code: how the world's refusals come back (as liolib's
+   luaL_fileresult). Returns 3. */
+int vg_fail(lua_State *L, const char *msg, const char *code);
+/* The name of a libcurl result code, from one table ("CURL_ERROR" if unknown). */
+const char *vg_curl_name(CURLcode c);
 
 /* core.c: the one exported symbol */
 __attribute__((visibility("default"))) int luaopen_viggle_core(lua_State *L);
 
 /* json.c */
-int vg_json_open(lua_State *L); /* pushes the decode closure */
-
-/* buffers */
-int vg_buf_append(vg_buf *b, const char *p, size_t n);
-void vg_buf_free(vg_buf *b);
+int vg_json_open(lua_State *L); /* sets decode and null in the table at -1 */
 
 #endif

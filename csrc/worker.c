@@ -149,14 +149,14 @@ static void *worker_main(void *ud) {
   return NULL;
 }
 
-/* Progress counters the Lua side may read while the thread runs the transfer. */
-static int on_xferinfo(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
-  vg_request *r = ud;
+/* Progress counters the Lua side may read while the thread runs the
+   transfer (request.c's progress callback stores them). */
+void vg_worker_store_progress(vg_request *r, curl_off_t dlnow, curl_off_t dltotal, curl_off_t ulnow,
+                              curl_off_t ultotal) {
   __atomic_store_n(&r->wprogress[0], dlnow, __ATOMIC_RELAXED);
   __atomic_store_n(&r->wprogress[1], dltotal, __ATOMIC_RELAXED);
   __atomic_store_n(&r->wprogress[2], ulnow, __ATOMIC_RELAXED);
   __atomic_store_n(&r->wprogress[3], ultotal, __ATOMIC_RELAXED);
-  return 0;
 }
 
 void vg_worker_progress(const vg_request *r, curl_off_t out[4]) {
@@ -204,9 +204,7 @@ int vg_worker_add(vg_worker *w, vg_request *r) {
   int rc;
   if (w->pid != getpid()) return ECHILD;
   memset(r->wprogress, 0, sizeof r->wprogress);
-  curl_easy_setopt(r->easy, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
-  curl_easy_setopt(r->easy, CURLOPT_XFERINFODATA, (void *)r);
-  curl_easy_setopt(r->easy, CURLOPT_NOPROGRESS, 0L);
+  vg_request_report_progress(r, 1);
   pthread_mutex_lock(&w->lock);
   rc = reserve(w, w->inflight + 1);
   if (rc == 0 && !w->started) rc = start(w);
@@ -217,7 +215,7 @@ int vg_worker_add(vg_worker *w, vg_request *r) {
   }
   pthread_mutex_unlock(&w->lock);
   if (rc == 0) curl_multi_wakeup(w->multi);
-  else curl_easy_setopt(r->easy, CURLOPT_NOPROGRESS, 1L);
+  else vg_request_report_progress(r, 0);
   return rc;
 }
 
@@ -235,7 +233,7 @@ static void drop(vg_request **a, size_t *n, vg_request *r) {
 static void forget(vg_worker *w, vg_request *r) {
   r->wstate = VG_W_NONE;
   w->inflight--;
-  curl_easy_setopt(r->easy, CURLOPT_NOPROGRESS, 1L);
+  vg_request_report_progress(r, 0);
 }
 
 /* Takes a request back from the thread before its end (cancel, close).

@@ -19,6 +19,9 @@ dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1",
 }
+-- Batches (viggle.batch, `viggle batch`) also need LuaSQL for SQLite (Debian's
+-- lua-sql-sqlite3, the luasql-sqlite3 rock), loaded only when a batch runs:
+-- everything else works without it.
 -- libcurl (7.85 or newer) is a system library: Debian's libcurl4-openssl-dev.
 -- No external_dependencies block: LuaRocks 3.8 does not look in Debian's
 -- multiarch include directory, where the compiler finds curl/curl.h by itself.
@@ -26,7 +29,8 @@ build = {
   type = "builtin",
   modules = {
     ["viggle.core"] = {
-      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/json.c", "csrc/worker.c" },
+      sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/part.c", "csrc/json.c", "csrc/buf.c",
+                  "csrc/error.c", "csrc/worker.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "m", "pthread" },
     },
@@ -36,6 +40,7 @@ build = {
     ["viggle.follow"] = "lua/viggle/follow.lua",
     ["viggle.ngx"] = "lua/viggle/ngx.lua",
     ["viggle.render"] = "lua/viggle/render.lua",
+    ["viggle.assets"] = "lua/viggle/assets.lua",
     ["viggle.errors"] = "lua/viggle/errors.lua",
     ["viggle.loop"] = "lua/viggle/loop.lua",
     ["viggle.heap"] = "lua/viggle/heap.lua",
@@ -43,6 +48,12 @@ build = {
     ["viggle.nvim"] = "lua/viggle/nvim.lua",
     ["viggle.cli"] = "lua/viggle/cli.lua",
     ["viggle.cli_help"] = "lua/viggle/cli_help.lua",
+    ["viggle.cli_batch"] = "lua/viggle/cli_batch.lua",
+    ["viggle.estimate"] = "lua/viggle/estimate.lua",
+    ["viggle.preflight"] = "lua/viggle/preflight.lua",
+    ["viggle.batch"] = "lua/viggle/batch.lua",
+    ["viggle.journal"] = "lua/viggle/journal.lua",
+    ["viggle.cli_assets"] = "lua/viggle/cli_assets.lua",
   },
   install = {
     bin = { viggle = "bin/viggle" },

@@ -1,7 +1,8 @@
 -- The LuaCATS annotations (---@param, ---@return) that lua-language-server users
 -- rely on stay in step with the code: every public function of the library has
 -- them, for exactly the parameters it takes.
-local FILES = { "client", "http", "follow", "render", "errors", "init", "loop", "ngx", "heap", "uv", "nvim" }
+local FILES = { "client", "http", "follow", "render", "errors", "init", "loop", "ngx", "heap", "uv", "nvim",
+                "estimate", "preflight", "journal", "batch", "cli_batch" }
 
 local function public_functions(path)
   local f = assert(io.open(path))

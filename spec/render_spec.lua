@@ -8,12 +8,7 @@ local FILES = "spec/mock/files/"
 local support = require("spec.support")
 local read = support.read_file
 
-local function md5_of(path)
-  local p = assert(io.popen("md5sum " .. path))
-  local out = p:read("*a")
-  p:close()
-  return out:match("^(%x+)")
-end
+local md5_of = support.md5
 
 describe("the render workflow", function()
   local m, c, dir

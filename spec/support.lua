@@ -24,6 +24,11 @@ function M.read_file(path)
   return s
 end
 
+--- The md5 of a file, in hex (md5sum).
+function M.md5(path)
+  return M.capture("md5sum " .. M.q(path)):match("^(%x+)")
+end
+
 --- True when a file exists (and can be opened).
 function M.exists(path)
   local f = io.open(path, "rb")
@@ -45,11 +50,12 @@ function M.sh(cmd)
   return tonumber(out:match("~rc=(%d+)%s*$")), (out:gsub("~rc=%d+%s*$", ""))
 end
 
---- Writes a whole file (raises when it cannot).
+--- Writes a whole file (raises when it cannot); returns the path.
 function M.write_file(path, data)
   local f = assert(io.open(path, "wb"))
   f:write(data)
   f:close()
+  return path
 end
 
 --- True when a command exits 0 (os.execute answers a number on 5.1/LuaJIT).

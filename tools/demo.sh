@@ -8,13 +8,8 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --no-deps ]; then shift; else bash tools/deps.sh; fi
 out=${1:-demo-output.mp4}
 make -s LUA=5.4
-state=$(mktemp -d)/mock.env
-lua5.4 spec/mock/server.lua start --state "$state" >/dev/null
-trap 'lua5.4 spec/mock/server.lua stop --state "$state" >/dev/null 2>&1 || true; rm -rf "$(dirname "$state")"' EXIT
-# shellcheck disable=SC1090
-. "$state"
-export VIGGLE_BASE_URL
-export VIGGLE_API_KEY=sk-test-valid
+# shellcheck source=tools/mock-env.sh
+. tools/mock-env.sh
 # The mock renders in five stages of 0.8 s each, so the progress can be watched.
 curl -fsS -XPOST "$VIGGLE_BASE_URL/_mock/config" -d '{"render_job": {"advance": "time", "step": 0.8}}' >/dev/null
 echo "mock Viggle API at $VIGGLE_BASE_URL"

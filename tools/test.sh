@@ -23,6 +23,7 @@ check() { # name, command...: one check that passes or fails as a whole
 }
 
 check "lint (luacheck, cppcheck)" make -s lint
+check "mutants apply (tools/mutants.txt)" lua5.4 tools/mutate.lua --check
 for v in "${luas[@]}"; do
   if ! make -s LUA="$v" >"$log/build.out" 2>&1; then
     failed=$((failed + 1)); echo "not ok - build for Lua $v"; cat "$log/build.out"; continue

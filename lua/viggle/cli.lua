@@ -26,6 +26,8 @@ local OPTIONS = {
   cancel = { json = false },
   download = { output = "string", mask = false, overwrite = false },
   credits = { json = false },
+  batch = { journal = "string", concurrency = "number", ["max-credits"] = "number", interval = "number",
+            timeout = "number", ["resubmit-uncertain"] = false, ["allow-unknown-cost"] = false, json = false },
 }
 local SHORT = { o = "output", h = "help" }
 
@@ -79,10 +81,15 @@ local function parse(spec, args, from)
   return opts, pos
 end
 
+-- what ends as failed: a job, or a character or scene (viggle characters|scenes)
+local FAILED = { job_failed = true, asset_failed = true }
+-- a status that ends a wait well: a job's, an asset's
+local DONE = { complete = true, ready = true }
+
 local function fail(err)
   stderr:write(tostring(err), "\n")
   if viggle.is_error(err) then
-    if err.kind == "job_failed" then return EXIT.failed end
+    if FAILED[err.kind] then return EXIT.failed end
     if err.kind == "job_cancelled" then return EXIT.cancelled end
     if err.kind == "timeout" and err.job then return EXIT.timeout end
   end
@@ -96,9 +103,10 @@ end
 local FIELDS = { "status", "mode", "checkpoint", "progress_pct", "cdn_url", "mask_cdn_url",
                  "error_code", "error_message", "created_at", "completed_at" }
 
-local function print_job(job)
-  stdout:write(job.job_id or "?", "\n")
-  for _, k in ipairs(FIELDS) do
+-- A job (or, with key and fields, an asset): its id, then a line per field it has.
+local function print_job(job, key, fields)
+  stdout:write(tostring(job[key or "job_id"] or "?"), "\n")
+  for _, k in ipairs(fields or FIELDS) do
     local v = job[k]
     if v ~= nil then
       if k == "progress_pct" then v = format("%g%%", v) end
@@ -121,9 +129,9 @@ end
 local function job_line(id, job, err, t)
   local st = job and job.status or "waiting"
   if err then
-    st = err.kind == "job_failed" and "failed" or err.kind == "job_cancelled" and "cancelled" or err.kind
+    st = FAILED[err.kind] and "failed" or err.kind == "job_cancelled" and "cancelled" or err.kind
   end
-  local pct = job and (job.progress_pct or (job.status == "complete" and 100)) or 0
+  local pct = job and (job.progress_pct or (DONE[job.status] and 100)) or 0
   local line = format("%-20s %-10s %-12s %s %3d%%  %s", id, st, job and job.checkpoint or "", bar(pct, 20),
                       floor(pct), elapsed(t))
   if err and err.kind ~= "job_cancelled" then line = line .. "  " .. (err.code or err.message or "") end
@@ -150,7 +158,7 @@ local function progress_view(ids)
     local s = state[id] or {}
     state[id] = s
     s.job, s.err = job or s.job, err
-    if err or (job and viggle.TERMINAL[job.status]) then s.t = core.now() end
+    if err or (job and (viggle.TERMINAL[job.status] or DONE[job.status])) then s.t = core.now() end
     if tty then draw() return end
     local key = job_line(id, s.job, err, 0)
     if key ~= s.printed and (job or err) then -- plain output: a line per change
@@ -180,20 +188,28 @@ function commands.status(opts, pos)
   return EXIT.ok
 end
 
-local function wait_jobs(c, ids, opts)
+-- Follows jobs (or, with `key` "character_id"/"scene_id", assets) with the
+-- progress display; the exit code and the results.
+local function wait_jobs(c, ids, opts, key)
   local view = opts.json and { update = function() end } or progress_view(ids)
   for _, id in ipairs(ids) do view.update(id, nil, nil) end
-  local results = c:await_all(ids, {
+  local items = ids
+  if key then
+    items = {}
+    for i, id in ipairs(ids) do items[i] = { [key] = id } end
+  end
+  key = key or "job_id"
+  local results = c:await_all(items, {
     interval = opts.interval, timeout = opts.timeout, rate = opts.rate,
     cancel_on_timeout = opts["cancel-on-timeout"],
-    on_progress = function(job) view.update(job.job_id, job) end,
+    on_progress = function(job) view.update(job[key], job) end,
   })
   local code = EXIT.ok
   for i, id in ipairs(ids) do
     local r = results[i]
     if viggle.is_error(r) then
       view.update(id, r.job, r)
-      local this = r.kind == "job_failed" and EXIT.failed or r.kind == "job_cancelled" and EXIT.cancelled
+      local this = FAILED[r.kind] and EXIT.failed or r.kind == "job_cancelled" and EXIT.cancelled
                    or r.kind == "timeout" and EXIT.timeout or EXIT.error
       if code == EXIT.ok or this == EXIT.error then code = this end
     else
@@ -203,7 +219,7 @@ local function wait_jobs(c, ids, opts)
   for i, id in ipairs(ids) do
     local r = results[i]
     if opts.json then
-      stdout:write(to_json(viggle.is_error(r) and { job_id = id, error = { kind = r.kind, code = r.code,
+      stdout:write(to_json(viggle.is_error(r) and { [key] = id, error = { kind = r.kind, code = r.code,
         message = r.message, status = r.status } } or r), "\n")
     elseif viggle.is_error(r) then
       stderr:write(tostring(r), "\n")
@@ -309,6 +325,10 @@ function commands.render(opts, pos)
     character_mapping = opts.mapping, model = opts.model, background_mode = opts.background,
     bg_color = opts["bg-color"], fast = opts.fast or nil,
   }
+  if opts.output then -- what would fail only after paying fails now
+    local perr = require("viggle.preflight").check(c, params, opts.output, { overwrite = opts.overwrite })
+    if perr then return fail(perr) end
+  end
   local job, err = c:render(params)
   if not job then return fail(err) end
   if not opts.wait then
@@ -320,6 +340,14 @@ function commands.render(opts, pos)
   if wcode ~= EXIT.ok or not opts.output then return wcode end
   return (download(c, results[1], opts.output, opts))
 end
+
+function commands.batch(opts, pos)
+  return require("viggle.cli_batch").main(opts, pos, { EXIT = EXIT, fail = fail, usage_error = usage_error })
+end
+
+-- What viggle.cli_assets shares with the commands here.
+_M.usage_error, _M.fail, _M.to_json, _M.client_or_fail = usage_error, fail, to_json, client_or_fail
+_M.wait_jobs, _M.print_job = wait_jobs, print_job
 
 --- Runs the CLI with `args` (a Lua `arg` table); returns the exit code.
 function _M.main(args)
@@ -338,9 +366,13 @@ function _M.main(args)
     stdout:write(topic and h.commands[topic] or h.usage)
     return (topic == nil or h.commands[topic]) and EXIT.ok or EXIT.usage
   end
-  local run = commands[cmd]
+  local run, spec = commands[cmd], OPTIONS[cmd]
+  if cmd == "characters" or cmd == "scenes" then -- their subcommands live in viggle.cli_assets
+    local assets = require("viggle.cli_assets")
+    run, spec = function(o, p) return assets.run(_M, cmd, o, p) end, assets.OPTIONS[cmd]
+  end
   if not run then return usage_error("unknown command '" .. tostring(cmd) .. "'") end
-  local opts, pos = parse(OPTIONS[cmd], args, 2)
+  local opts, pos = parse(spec, args, 2)
   if not opts then return usage_error(pos, cmd) end
   if opts.help then
     stdout:write(help().commands[cmd])

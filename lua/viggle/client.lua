@@ -81,6 +81,13 @@ _M.Client = Client
 local TERMINAL = { complete = true, failed = true, cancelled = true }
 _M.TERMINAL = TERMINAL
 
+-- client.characters and client.scenes: small objects bound to the client
+-- whose methods (viggle.assets) are loaded on first use.
+local function assets() return require("viggle.assets") end
+local function lazy(kind) return { __index = function(_, k) return assets()[kind][k] end } end
+local CHARACTERS, SCENES = lazy("Characters"), lazy("Scenes")
+local function resolve(item) return assets().resolve(item) end
+
 -- The checked options of viggle.new: base_url, key; or nil, err.
 local function check_new(opts)
   local base = opts.base_url or getenv("VIGGLE_BASE_URL")
@@ -125,6 +132,8 @@ function _M.new(opts)
     retries = opts.retries or D.retries,
   }, Client)
   http.set_key(self, key)
+  self.characters = setmetatable({ client = self }, CHARACTERS)
+  self.scenes = setmetatable({ client = self }, SCENES)
   return self
 end
 
@@ -180,23 +189,32 @@ end
 --- Follows a job until it ends: the complete job, or nil, err (job_failed,
 --- job_cancelled, timeout, callback, or an error that cannot get better).
 --- Transient failures are retried with capped backoff and full jitter.
----@param job_id string
+--- A table (a job, a character or a scene: see await_all) is followed as
+--- what it is: an asset until it is ready (asset_failed if it fails).
+---@param job_id string|table
 ---@param opts viggle.AwaitOptions|nil
 ---@return table|nil job
 ---@return viggle.Error|nil err
 function Client:await(job_id, opts)
-  return follow.await(self, job_id, check_opts(opts, "await"))
+  opts = check_opts(opts, "await")
+  if type(job_id) == "table" then
+    local target, id = resolve(job_id)
+    if not target then return nil, id end
+    return follow.await(self, id, opts, target)
+  end
+  return follow.await(self, job_id, opts)
 end
 
 --- Follows many jobs at once over one driver and reused connections; a
---- duplicate id is polled once.
----@param job_ids string[]
+--- duplicate id is polled once. Besides job ids it takes tables: jobs,
+--- characters and scenes (what viggle.assets' resolve knows).
+---@param job_ids (string|table)[]
 ---@param opts viggle.AwaitAllOptions|nil
 ---@return (table|viggle.Error)[] results in input order: a job table or its error
 ---@return viggle.Summary summary
 ---@return viggle.Error|nil callback_error an error raised by on_update
 function Client:await_all(job_ids, opts)
-  return follow.await_all(self, job_ids, check_opts(opts, "await_all"))
+  return follow.await_all(self, job_ids, check_opts(opts, "await_all"), resolve)
 end
 
 -- render, download and run live in viggle.render, loaded on first use: a
@@ -230,6 +248,23 @@ end
 ---@return string|viggle.Error|nil path_or_err the downloaded file (with opts.output), or the error
 function Client:run(params, opts)
   return media().run(self, params, opts)
+end
+
+--- What a render of `params` will cost: {credits, seconds, exact, fast,
+--- source, reason} (see viggle.estimate), or nil, err.
+---@param params viggle.RenderParams
+---@param opts {timeout: number?}|nil
+---@return {credits: integer|nil, seconds: number|nil, exact: boolean, fast: boolean, source: string, reason: string|nil}|nil
+---@return viggle.Error|nil err
+function Client:estimate(params, opts) return require("viggle.estimate").estimate(self, params, opts) end
+
+--- POST /api/scenes/import: a scene from a template (client.scenes:import).
+---@param params {template_id: string, name: string}
+---@param opts {timeout: number?, retries: integer?}|nil
+---@return table|nil scene {scene_id, id, status, credits_reserved, segments}
+---@return viggle.Error|nil err
+function Client:import_scene(params, opts)
+  return self.scenes:import(params, opts)
 end
 
 return _M

@@ -20,6 +20,7 @@ local _M = {}
 ---| '"too_large"'        # the answer is larger than the body cap
 ---| '"job_failed"'       # the job ended as failed (code and message from the job)
 ---| '"job_cancelled"'    # the job ended as cancelled
+---| '"asset_failed"'     # a character or scene ended as failed (code and message from it)
 ---| '"callback"'         # a callback of yours raised an error
 ---| '"io"'               # a local file could not be read or written
 ---| '"cancelled"'        # the wait was cancelled (task:cancel, Ctrl-C)
@@ -29,7 +30,7 @@ _M.kinds = {
   invalid_argument = true, auth = true, credits = true, not_found = true,
   rate_limited = true, api = true, http = true, network = true, timeout = true,
   tls = true, decode = true, too_large = true, job_failed = true,
-  job_cancelled = true, callback = true, io = true, cancelled = true,
+  job_cancelled = true, asset_failed = true, callback = true, io = true, cancelled = true,
 }
 
 ---@class viggle.Error
@@ -39,9 +40,11 @@ _M.kinds = {
 ---@field code string|nil the API's error code (CS-...) or the transport's (COULDNT_CONNECT, ...)
 ---@field action string|nil what the API suggests doing
 ---@field job_id string|nil
+---@field character_id string|nil the character concerned
+---@field scene_id string|nil the scene concerned
 ---@field retry_after number|nil seconds the server asked to wait
 ---@field retryable boolean the same call may succeed later
----@field job table|nil the last job table seen (job_failed, job_cancelled, timeout)
+---@field job table|nil the last job (or asset) table seen (job_failed, job_cancelled, asset_failed, timeout)
 local Error = {}
 Error.__index = Error
 _M.Error = Error
@@ -51,6 +54,8 @@ function Error.__tostring(e)
   if e.status then parts[#parts + 1] = "HTTP " .. e.status end
   if e.code then parts[#parts + 1] = e.code end
   if e.job_id then parts[#parts + 1] = "job " .. e.job_id end
+  if e.character_id then parts[#parts + 1] = "character " .. e.character_id end
+  if e.scene_id then parts[#parts + 1] = "scene " .. e.scene_id end
   local s = "viggle: " .. e.kind .. ": " .. tostring(e.message)
   if #parts > 0 then s = s .. " (" .. concat(parts, ", ") .. ")" end
   if e.retry_after then s = s .. format(" retry after %gs", floor(e.retry_after * 10 + 0.5) / 10) end

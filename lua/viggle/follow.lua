@@ -29,6 +29,31 @@ function _M.check_job(job, id)
 end
 local check_job = _M.check_job
 
+--- What is followed: a render job (JOB, here), or an asset (viggle.assets
+--- makes characters and scenes). A target says where to GET it, what its id
+--- is called, which status is success and how a failure becomes an error; the
+--- polling below is the same for all.
+---@class viggle.Target
+---@field path string the GET path, before the escaped id
+---@field what string what its id is called in messages
+---@field key string the error field that names it (job_id, character_id, ...)
+---@field noun string what it is, in messages
+---@field interval number default seconds between polls
+---@field done string the status that ends the wait with success
+---@field check fun(answer: table, id: string): table|nil, viggle.Error|nil the answer made a table
+---@field failure fun(t: table, id: string): viggle.Error the error of a "failed" table
+---@field cancel fun(c: viggle.Client, id: string): any, any|nil cancel_on_timeout's call; also: "cancelled" ends the wait
+_M.JOB = {
+  path = "/api/render/", what = "job id", key = "job_id", noun = "job", interval = D.interval,
+  done = "complete", check = check_job,
+  failure = function(job, id)
+    return E("job_failed", job.error_message or job.error or "the job failed",
+      { job_id = id, code = job.error_code, job = job })
+  end,
+  cancel = function(c, id) return c:cancel(id) end,
+}
+local JOB = _M.JOB
+
 local function changed(a, b)
   return not a or a.status ~= b.status or a.checkpoint ~= b.checkpoint or a.progress_pct ~= b.progress_pct
 end
@@ -56,19 +81,20 @@ local call_back = _M.call_back
 
 -- The state of one job being followed (await, await_all); [1] is the time
 -- of its next poll (the heap's key).
-local function new_follow(job_id, path, deadline)
-  return { 0, path = path, id = job_id, deadline = deadline, failures = 0 }
+local function new_follow(job_id, path, deadline, target)
+  return { 0, path = path, id = job_id, target = target, deadline = deadline, failures = 0 }
 end
 
 -- The timeout error of a follow whose deadline passed (and the DELETE of
 -- cancel_on_timeout).
 local function timed_out(c, f, opts)
+  local t = f.target
   local state = describe(f.last)
   if f.last_err and (not f.last or f.failures > 0) then state = state .. "; last error: " .. f.last_err.message end
-  local terr = E("timeout", format("job still running after %gs (%s)", opts.timeout or D.await_timeout, state),
-    { job_id = f.id, job = f.last, cause = f.last_err, retryable = false })
-  if opts.cancel_on_timeout then
-    local ok, cerr = c:cancel(f.id)
+  local terr = E("timeout", format("%s still running after %gs (%s)", t.noun, opts.timeout or D.await_timeout, state),
+    { [t.key] = f.id, job = f.last, cause = f.last_err, retryable = false })
+  if opts.cancel_on_timeout and t.cancel then
+    local ok, cerr = t.cancel(c, f.id)
     terr.cancelled = ok ~= nil
     terr.cancel_error = cerr
   end
@@ -77,27 +103,24 @@ end
 
 -- What a job table means for its follow: final, job, err, wait (see poll).
 local function judge(f, job, opts)
-  local id = f.id
+  local id, t = f.id, f.target
   f.failures = 0
   local on_progress = opts.on_progress
   if on_progress and changed(f.last, job) then
-    local cerr = call_back(on_progress, "on_progress", id, job)
+    local cerr = call_back(on_progress, "on_progress", nil, job)
     if cerr then
-      cerr.job = job
+      cerr[t.key], cerr.job = id, job
       return true, nil, cerr
     end
   end
   f.last = job
   local st = job.status
-  if st == "complete" then return true, job end
-  if st == "failed" then
-    return true, nil, E("job_failed", job.error_message or job.error or "the job failed",
-      { job_id = id, code = job.error_code, job = job })
-  end
-  if st == "cancelled" then
+  if st == t.done then return true, job end
+  if st == "failed" then return true, nil, t.failure(job, id) end
+  if st == "cancelled" and t.cancel then
     return true, nil, E("job_cancelled", "the job was cancelled", { job_id = id, job = job })
   end
-  return false, nil, nil, opts.interval or D.interval
+  return false, nil, nil, opts.interval or t.interval
 end
 
 -- Polls a followed job once. Returns final (true when the follow is over),
@@ -106,17 +129,18 @@ local function poll(c, f, opts)
   local left = f.deadline - now()
   if left <= 0 then return true, nil, timed_out(c, f, opts) end
   if opts.limiter then opts.limiter:take() end
-  local id = f.id
-  local job, e = http.api(c, { path = "/api/render/" .. f.path, job_id = id, timeout = min(c.timeout, left) })
+  local id, t = f.id, f.target
+  local job, e = http.api(c, { path = t.path .. f.path, job_id = t == JOB and id or nil, timeout = min(c.timeout, left) })
   if job then
     f.http2 = e.http_version == "2"
-    job, e = check_job(job, id)
+    job, e = t.check(job, id)
   end
   if job then return judge(f, job, opts) end
+  e[t.key] = id
   if e.retryable then
     f.last_err = e
     f.failures = f.failures + 1
-    return false, nil, nil, http.backoff(f.failures, opts.interval or D.interval, opts.max_backoff or D.max_backoff, e)
+    return false, nil, nil, http.backoff(f.failures, opts.interval or t.interval, opts.max_backoff or D.max_backoff, e)
   end
   e.job = f.last
   return true, nil, e
@@ -126,12 +150,14 @@ end
 ---@param c viggle.Client
 ---@param job_id string
 ---@param opts viggle.AwaitOptions checked
+---@param target viggle.Target|nil what job_id names (default JOB)
 ---@return table|nil job
 ---@return viggle.Error|nil err
-function _M.await(c, job_id, opts)
-  local path, err = http.check_id(job_id)
+function _M.await(c, job_id, opts, target)
+  target = target or JOB
+  local path, err = http.check_id(job_id, target.what)
   if not path then return nil, err end
-  local f = new_follow(job_id, path, now() + (opts.timeout or D.await_timeout))
+  local f = new_follow(job_id, path, now() + (opts.timeout or D.await_timeout), target)
   while true do
     local final, job, e, wait = poll(c, f, opts)
     if final then return job, e end
@@ -159,23 +185,39 @@ end
 -- One call's state, a "round": its follows in a heap by their next poll, the
 -- results, the summary and the options of its polls.
 
-local function new_round(c, job_ids, opts)
+-- An entry of await_all's list: its target, id and escaped id, or nil, err.
+-- A string is a job id; anything else goes through `resolve` (from the
+-- client: viggle.assets knows assets and job tables).
+local function entry(item, resolve)
+  local t, id = JOB, item
+  if type(item) ~= "string" and resolve then
+    t, id = resolve(item)
+    if not t then return nil, id end
+  end
+  local path, err = http.check_id(id, t.what)
+  if not path then return nil, err end
+  return t, id, path
+end
+
+local function new_round(c, job_ids, opts, resolve)
   local started = now()
   local round = {
     c = c, job_ids = job_ids, started = started, deadline = started + (opts.timeout or D.await_timeout),
-    results = {}, due = heap.new(), places = {}, -- job id -> its places in job_ids
+    results = {}, due = heap.new(), places = {}, -- target key and id -> its places in job_ids
     summary = { total = #job_ids, complete = 0, failed = 0, cancelled = 0, errors = 0, running = 0 },
   }
-  for i, id in ipairs(job_ids) do
-    local path, err = http.check_id(id)
-    if err then
-      round.results[i] = err
+  for i, item in ipairs(job_ids) do
+    local t, id, path = entry(item, resolve)
+    local place = t and (t == JOB and id or t.key .. "=" .. id)
+    if not t then
+      round.results[i] = id
       round.summary.errors = round.summary.errors + 1
-    elseif round.places[id] then
-      round.places[id][#round.places[id] + 1] = i
+    elseif round.places[place] then
+      round.places[place][#round.places[place] + 1] = i
     else
-      round.places[id] = { i }
-      local f = new_follow(id, path, round.deadline)
+      round.places[place] = { i }
+      local f = new_follow(id, path, round.deadline, t)
+      f.place = place
       f[1] = started
       round.due:push(f)
     end
@@ -202,10 +244,10 @@ local function settle(round, f, job, err)
   local s = round.summary
   s.running = s.running - 1
   if job then s.complete = s.complete + 1
-  elseif err.kind == "job_failed" then s.failed = s.failed + 1
+  elseif err.kind == "job_failed" or err.kind == "asset_failed" then s.failed = s.failed + 1
   elseif err.kind == "job_cancelled" then s.cancelled = s.cancelled + 1
   else s.errors = s.errors + 1 end
-  for _, i in ipairs(round.places[f.id]) do round.results[i] = job or err end
+  for _, i in ipairs(round.places[f.place]) do round.results[i] = job or err end
   round.report()
 end
 
@@ -267,17 +309,18 @@ end
 
 --- client:await_all (documented in client.lua)
 ---@param c viggle.Client
----@param job_ids string[]
+---@param job_ids (string|table)[] job ids, and what `resolve` knows
 ---@param opts viggle.AwaitAllOptions checked
+---@param resolve (fun(item: any): viggle.Target|nil, string|viggle.Error)|nil a non-string entry -> its target and id
 ---@return (table|viggle.Error)[] results
 ---@return viggle.Summary summary
 ---@return viggle.Error|nil callback_error
-function _M.await_all(c, job_ids, opts)
+function _M.await_all(c, job_ids, opts, resolve)
   if type(job_ids) ~= "table" then error("bad argument #1 to 'await_all' (table expected)", 3) end
   if opts.rate ~= nil and (type(opts.rate) ~= "number" or opts.rate <= 0) then
     error("bad option 'rate' to 'await_all' (positive number expected)", 3)
   end
-  local round = new_round(c, job_ids, opts)
+  local round = new_round(c, job_ids, opts, resolve)
   local n = min(opts.concurrency or D.concurrency, round.due.n)
   loop.keep_connections(n)
   local workers, watchdog = start_workers(round, n)
@@ -293,7 +336,8 @@ function _M.await_all(c, job_ids, opts)
   if round.release_mux then round.release_mux() end
   for i = 1, #job_ids do
     if round.results[i] == nil then
-      round.results[i] = failure or E("cancelled", "not followed to the end", { job_id = job_ids[i] })
+      local id = job_ids[i]
+      round.results[i] = failure or E("cancelled", "not followed to the end", { job_id = type(id) == "string" and id or nil })
     end
   end
   round.summary.seconds = now() - round.started

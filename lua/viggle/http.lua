@@ -21,6 +21,7 @@ _M.DEFAULTS = {
   retries = 2,                 -- transient failures of one call retried
   max_retry_wait = 10,         -- longest wait before a retry of status/credits
   interval = 3,                -- seconds between polls
+  asset_interval = 5,          -- seconds between polls of a character or scene
   await_timeout = 1800,        -- overall deadline of await/await_all
   max_backoff = 60,            -- cap of the backoff between failed polls
   concurrency = 32,            -- polls in flight at once in await_all
@@ -170,6 +171,11 @@ end
 -- The request description handed to the C core.
 local function request_spec(c, o, url, to_api, key)
   local headers = header_lines(c, o, to_api, key)
+  if o.content_type then -- a body of our own (JSON): the shared lines are copied, not changed
+    local own = { "Content-Type: " .. o.content_type }
+    for i = 1, #headers do own[i + 1] = headers[i] end
+    headers = own
+  end
   local timeout = o.timeout or c.timeout
   local connect_timeout = min(c.connect_timeout, timeout > 0 and timeout or c.connect_timeout)
   if not o.url and not o.method and not o.output then
@@ -204,7 +210,7 @@ local function request_spec(c, o, url, to_api, key)
   }
 end
 
---- One HTTP exchange of client `c`. `o`: url or path, method, body, form,
+--- One HTTP exchange of client `c`. `o`: url or path, method, body, content_type, form,
 --- output, append, resume_from, timeout, low_speed_time, tick, max_body,
 --- job_id, json (false: no Accept JSON). Returns the response table (any
 --- status), or nil, err for transport failures.
@@ -297,6 +303,62 @@ function _M.api_with_retries(c, call, retries, max_wait)
     if wait > (max_wait or D.max_retry_wait) then return nil, err end
     loop.sleep(wait)
   end
+end
+
+-- Only what surely never reached the server is retried for a POST: a
+-- refused connection, or a 429/503 that names when to come back.
+local function post_retryable(err)
+  if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
+  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
+end
+
+-- Failures that prove the request never reached the server whole: nothing
+-- was created, so sending it again cannot pay twice. (A failed send or a
+-- local read error leaves a body the server cannot have accepted.)
+local NOT_SENT = {
+  COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true,
+  SSL_CONNECT_ERROR = true, PEER_FAILED_VERIFICATION = true, SSL_CERTPROBLEM = true, SSL_CIPHER = true,
+  SSL_CACERT_BADFILE = true, SEND_ERROR = true, READ_ERROR = true, SETUP_FAILED = true, IO_ERROR = true,
+  URL_MALFORMAT = true, UNSUPPORTED_PROTOCOL = true,
+}
+
+-- True when a failed POST may have created something all the same: the
+-- request may have been sent whole and no definite answer came back (a
+-- dropped connection, a timeout, a 5xx or 408, an answer that could not be read).
+local function may_have_created(err)
+  if err.kind == "invalid_argument" or err.kind == "auth" and not err.status then return false end
+  if err.status and err.retry_after and (err.status == 429 or err.status == 503) then return false end
+  if err.status then return err.status >= 500 or err.status == 408 or (err.status < 300 and err.kind == "decode") end
+  return not NOT_SENT[err.code]
+end
+
+--- A POST to the API (it may cost credits), made again only when it surely
+--- never reached the server (post_retryable), at most `retries` more times.
+--- A failed one says err.uncertain when it may have created something all the
+--- same: sending it again could pay twice.
+--- No overall timeout unless `call.timeout`; a stalled upload is given up.
+---@param c viggle.Client
+---@param call table the exchange (see api), without method
+---@param retries integer|nil default the client's
+---@return table|nil answer
+---@return viggle.Error|nil err
+function _M.post(c, call, retries)
+  call.method = "POST"
+  call.timeout = call.timeout or 0
+  call.low_speed_time = call.low_speed_time or D.stall_timeout
+  local attempt, err = 0
+  while true do
+    local answer
+    answer, err = _M.api(c, call)
+    if answer then return answer end
+    if attempt >= (retries or c.retries) or not post_retryable(err) then break end
+    attempt = attempt + 1
+    local wait = err.retry_after or backoff(attempt, 0.5, 4)
+    if wait > D.post_max_wait then break end
+    loop.sleep(wait)
+  end
+  err.uncertain = may_have_created(err) or nil
+  return nil, err
 end
 
 return _M

@@ -58,4 +58,18 @@ _M.render = on_default("render")
 _M.download = on_default("download")
 -- (the default client's run is not here: viggle.run runs the scheduler)
 
+--- Runs or resumes a durable batch (see README.md, "Batches"): a JSON Lines
+--- manifest and its SQLite journal. Returns the report, or nil, err.
+---@param manifest string|table a JSON Lines path, or a list of item tables
+---@param opts table|nil
+---@return table|nil report
+---@return viggle.Error|nil err
+function _M.batch(manifest, opts) return require("viggle.batch").run(manifest, opts) end
+--- The journal's view of a batch, without touching the API.
+---@param manifest string
+---@param opts {journal: string?}|nil
+---@return table|nil view
+---@return viggle.Error|nil err
+function _M.batch_status(manifest, opts) return require("viggle.batch").status(manifest, opts) end
+
 return _M

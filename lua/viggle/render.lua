@@ -3,7 +3,6 @@
 --- them).
 local core = require("viggle.core")
 local errors = require("viggle.errors")
-local loop = require("viggle.loop")
 local http = require("viggle.http")
 local follow = require("viggle.follow")
 
@@ -11,7 +10,7 @@ local type, tostring, pairs, ipairs, error, next, tonumber = type, tostring, pai
 local format, concat, floor = string.format, table.concat, math.floor
 local E = errors.new
 local split_url, quote, check_opts, need_key = http.split_url, http.quote, http.check_opts, http.need_key
-local backoff, call_back = http.backoff, follow.call_back
+local call_back = follow.call_back
 local D = http.DEFAULTS
 
 local _M = {}
@@ -49,6 +48,10 @@ local function url_value(name, v)
   if scheme ~= "http" and scheme ~= "https" then return bad(name .. " must be an http(s) URL, got " .. quote(v)) end
   return { name = name, value = v }
 end
+
+-- What viggle.assets checks the same way (a preprocess is a multipart POST too).
+_M.file_part, _M.url_value, _M.IMAGE_TYPES = file_part, url_value, IMAGE_TYPES
+_M.BACKGROUND, _M.MODELS = BACKGROUND, MODELS
 
 local function colour(v)
   local parts = {}
@@ -134,14 +137,20 @@ local function render_form(p)
   return form
 end
 
--- Only what surely never reached the server is retried for a POST: a
--- refused connection, or a 429/503 that names when to come back.
-local function post_retryable(err)
-  if err.code == "COULDNT_CONNECT" or err.code == "COULDNT_RESOLVE_HOST" then return true end
-  return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
+--- Checks render params as client:render would, sending nothing: true, or
+--- nil, err (invalid_argument naming the field).
+---@param params viggle.RenderParams
+---@return boolean|nil ok
+---@return viggle.Error|nil err
+function _M.check_params(params)
+  local form, err = render_form(params)
+  if not form then return nil, err end
+  return true
 end
 
---- client:render (see client.lua; a POST is retried only when post_retryable).
+--- client:render (see client.lua; the POST is retried only as http.post says).
+--- On failure err.uncertain is true when the POST may have created a job all
+--- the same (sent whole, no definite answer): sending it again could pay twice.
 ---@param params viggle.RenderParams
 ---@param opts {timeout: number?, retries: integer?}|nil
 ---@return {job_id: string, status: string, mode: string?, enqueued_at: string?}|nil job
@@ -155,40 +164,122 @@ function _M.render(self, params, opts)
   local form
   form, err = render_form(params)
   if not form then return nil, err end
-  local attempt = 0
   local job
-  while true do
-    job, err = http.api(self, { method = "POST", path = "/api/render", form = form,
-                                timeout = opts.timeout or 0, low_speed_time = D.stall_timeout })
-    if job or attempt >= (opts.retries or self.retries) or not post_retryable(err) then break end
-    attempt = attempt + 1
-    local wait = err.retry_after or backoff(attempt, 0.5, 4)
-    if wait > D.post_max_wait then break end
-    loop.sleep(wait)
-  end
+  job, err = http.post(self, { path = "/api/render", form = form, timeout = opts.timeout }, opts.retries)
   if not job then return nil, err end
-  if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id") end
+  if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id", { uncertain = true }) end
   return job
 end
 
 -- ---- download ----------------------------------------------------------------
 
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local size = f:seek("end")
-  f:close()
-  return size
+-- The link of a job's video (or mask), or nil, err when it has none.
+local function link_of(job, job_id, mask)
+  local url = mask and job.mask_cdn_url or not mask and (job.cdn_url or job.download_url)
+  if url then return url end
+  if mask then
+    return nil, E("invalid_argument", "the job has no mask_cdn_url (only transparent renders have one)", { job_id = job_id })
+  end
+  return nil, E("invalid_argument", format("the job is %s: it has no video yet", tostring(job.status)), { job_id = job_id })
 end
 
-local function pick_url(job, mask)
-  if mask then return job.mask_cdn_url end
-  return job.cdn_url or job.download_url
+-- The length the answer promised for the whole file, or nil when it named
+-- none; and whether its end was a clean one (a chunked or HTTP/2 body ends
+-- with a marker libcurl checks; a body without a length that ends when the
+-- connection closes may have been cut anywhere).
+local function promised_length(res)
+  local h = res.headers
+  if res.status == 206 then
+    return h["content-range"] and tonumber(h["content-range"]:match("/(%d+)%s*$")), false
+  end
+  local chunked = (h["transfer-encoding"] or ""):lower():find("chunked", 1, true) ~= nil
+  return tonumber(h["content-length"]), chunked or res.http_version == "2"
 end
 
---- client:download (see client.lua): streams to `path .. ".part"` and
---- renames on success; resumes a .part with Range; checks the length; fetches
---- a fresh link once when a job's link has expired (403/404).
+-- One download into the locked part, from `offset` (a validated resume) or
+-- from zero; returns what the transfer answered.
+local function fetch(self, part, url, offset, opts, job_id, progress)
+  return http.exchange(self, {
+    url = url, output = part, resume_from = offset, json = false,
+    timeout = opts.timeout or 0, low_speed_time = opts.stall_timeout or D.stall_timeout, max_body = 0, job_id = job_id,
+    tick = progress and function(r)
+      local got, total = r:progress()
+      return progress(offset + got, total >= 0 and offset + total or nil)
+    end or nil,
+  })
+end
+
+-- A finished 2xx transfer: the bytes on disk are the whole file, or an error.
+local function check_complete(part, res, job_id)
+  local size = part:size()
+  local expected, clean_end = promised_length(res)
+  local function incomplete(msg)
+    return nil, E("network", msg .. " (run again to resume)", { job_id = job_id, retryable = true, status = res.status })
+  end
+  if size == 0 then
+    return nil, E("http", format("the server sent an empty file (HTTP %d)", res.status),
+      { job_id = job_id, retryable = true, status = res.status })
+  end
+  if expected and size ~= expected then
+    return incomplete(format("download incomplete: %d of %d bytes", size, expected))
+  end
+  if not expected and not clean_end then
+    return incomplete(format("download unverifiable: the server sent no length and closed the connection after %d bytes", size))
+  end
+  return size, expected or size
+end
+
+-- The transfers of one download into its locked part: restarts, one link
+-- refresh, the checks, the rename. Returns path, info or nil, err.
+local function download_into(self, part, path, url, job_id, opts)
+  local progress, cb_err = nil, nil
+  if opts.on_progress then
+    progress = function(got, total)
+      cb_err = call_back(opts.on_progress, "on_progress", job_id, got, total)
+      return cb_err == nil
+    end
+  end
+  local refreshed, restarted = false, false
+  while true do
+    local offset = (opts.resume ~= false and part:validator() and part:size()) or 0
+    if offset == 0 then part:reset() end -- bytes with no validator cannot be trusted
+    local res, err = fetch(self, part, url, offset, opts, job_id, progress)
+    if cb_err then return nil, cb_err end
+    if not res then
+      if err.code ~= "RANGE_ERROR" or restarted then return nil, err end
+      part:reset() -- a 206 that does not start where asked: start over
+      restarted = true
+    elseif res.status == 416 and not restarted then
+      part:reset()
+      restarted = true
+    elseif (res.status == 403 or res.status == 404) and job_id and not refreshed then
+      refreshed = true -- an expired link: a fresh status gives a fresh one
+      local job
+      job, err = self:status(job_id)
+      if job then url, err = link_of(job, job_id, opts.mask) end
+      if not url then return nil, err end
+    elseif res.status < 200 or res.status >= 300 then
+      err = errors.from_http(res, nil, { job_id = job_id })
+      if res.status == 403 or res.status == 404 then
+        err.kind = "http"
+        err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
+      end
+      return nil, err
+    else
+      local size, total = check_complete(part, res, job_id)
+      if not size then return nil, total end
+      if progress and not progress(size, total) then return nil, cb_err end
+      local ok, cerr, ccode = part:commit()
+      if not ok then return nil, E("io", "cannot move the download into place: " .. cerr, { code = ccode, job_id = job_id }) end
+      return path, { bytes = size, total = total, resumed_from = res.status == 206 and offset or 0, url = url }
+    end
+  end
+end
+
+--- client:download (see client.lua): streams to `path .. ".part"` (never
+--- through a link, locked against a second downloader) and renames on
+--- success; resumes a .part only when its validator still matches (If-Range);
+--- checks the length; fetches a fresh link once when a job's link has expired.
 ---@param target table|string a job table, a job id, or a URL
 ---@param path string where the video goes
 ---@param opts viggle.DownloadOptions|nil
@@ -210,81 +301,25 @@ function _M.download(self, target, path, opts)
   else
     error("bad argument #1 to 'download' (job table, job id or URL expected)", 2)
   end
-  local function from_job()
-    url = pick_url(job, opts.mask)
-    if url then return true end
-    if opts.mask then
-      err = E("invalid_argument", "the job has no mask_cdn_url (only transparent renders have one)", { job_id = job_id })
-    else
-      err = E("invalid_argument", format("the job is %s: it has no video yet", tostring(job.status)), { job_id = job_id })
-    end
+  if job then
+    url, err = link_of(job, job_id, opts.mask)
+    if not url then return nil, err end
   end
-  if job and not from_job() then return nil, err end
   local scheme = split_url(url)
   if scheme ~= "http" and scheme ~= "https" then
     return nil, E("invalid_argument", "refusing to download a non-http(s) URL: " .. quote(url), { job_id = job_id })
   end
-  if not opts.overwrite and file_size(path) then
-    return nil, E("invalid_argument", path .. " exists (pass overwrite = true to replace it)", { job_id = job_id })
-  end
-  local part = path .. ".part"
-  local on_progress, cb_err = opts.on_progress, nil
-  local refreshed, restarted = false, false
-  while true do
-    local offset = (opts.resume ~= false and file_size(part)) or 0
-    local res
-    res, err = http.exchange(self, {
-      url = url, output = part, append = offset > 0, resume_from = offset, json = false,
-      timeout = opts.timeout or 0, low_speed_time = opts.stall_timeout or 60, max_body = 0, job_id = job_id,
-      tick = on_progress and function(r)
-        local got, total = r:progress()
-        cb_err = call_back(on_progress, "on_progress", job_id, offset + got, total >= 0 and offset + total or nil)
-        return cb_err == nil
-      end or nil,
-    })
-    if cb_err then return nil, cb_err end
-    if not res then
-      if err.code == "RANGE_ERROR" and not restarted then -- the server cannot resume: start over
-        os.remove(part)
-        restarted = true
-      else
-        return nil, err
-      end
-    elseif res.status == 416 and not restarted then
-      os.remove(part)
-      restarted = true
-    elseif (res.status == 403 or res.status == 404) and job_id and not refreshed then
-      refreshed = true -- an expired link: a fresh status gives a fresh one
-      job, err = self:status(job_id)
-      if not job then return nil, err end
-      if not from_job() then return nil, err end
-    elseif res.status < 200 or res.status >= 300 then
-      if offset == 0 then os.remove(part) end
-      err = errors.from_http(res, nil, { job_id = job_id })
-      if res.status == 403 or res.status == 404 then
-        err.kind = "http"
-        err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
-      end
-      return nil, err
-    else
-      local size = file_size(part) or 0
-      local length = tonumber(res.headers["content-length"])
-      local whole = res.headers["content-range"] and tonumber(res.headers["content-range"]:match("/(%d+)%s*$"))
-      local expected = whole or (length and (res.status == 206 and offset or 0) + length)
-      if expected and size ~= expected then
-        return nil, E("network", format("download incomplete: %d of %d bytes (run again to resume)", size, expected),
-          { job_id = job_id, retryable = true })
-      end
-      if on_progress then
-        cb_err = call_back(on_progress, "on_progress", job_id, size, expected or size)
-        if cb_err then return nil, cb_err end
-      end
-      if opts.overwrite then os.remove(path) end
-      local ok, rerr = os.rename(part, path)
-      if not ok then return nil, E("io", "cannot move the download into place: " .. tostring(rerr), { job_id = job_id }) end
-      return path, { bytes = size, total = expected or size, resumed_from = offset, url = url }
+  local part, perr, pcode = core.open_part(path, opts.overwrite)
+  if not part then
+    if pcode == "EXISTS" then
+      return nil, E("invalid_argument", path .. " exists (pass overwrite = true to replace it)", { job_id = job_id })
     end
+    return nil, E("io", perr, { code = pcode, job_id = job_id })
   end
+  local done, info = download_into(self, part, path, url, job_id, opts)
+  if not done and part:size() == 0 then part:remove() end -- no empty .part left behind
+  part:close()
+  return done, info
 end
 
 --- client:run (see client.lua); err.job_id is set once a job exists.
@@ -295,7 +330,16 @@ end
 ---@param self viggle.Client
 function _M.run(self, params, opts)
   opts = check_opts(opts, "run")
-  local job, err = _M.render(self, params, { timeout = opts.upload_timeout })
+  if type(params) ~= "table" then error("bad argument #1 to 'run' (table expected)", 2) end
+  -- Whatever can fail here must fail before the POST spends credits.
+  local err = require("viggle.preflight").check(self, params, opts.output, { overwrite = opts.overwrite })
+  if err then return nil, err end
+  -- characters and scenes still being made are waited for first: a failed one ends the run unpaid
+  local ready
+  ready, err = require("viggle.assets").ready_params(self, params, opts)
+  if not ready then return nil, err end
+  local job
+  job, err = _M.render(self, ready, { timeout = opts.upload_timeout })
   if not job then return nil, err end
   if opts.on_created then
     local cerr = call_back(opts.on_created, "on_created", job.job_id, job)

@@ -437,10 +437,34 @@ local function html_page(status)
     "</h1></center>\r\n<hr><center>mock-proxy</center>\r\n</body>\r\n</html>\r\n"
 end
 
+-- the bytes of a `raw` fault: `response` with `pad` bytes of "X-Pad-N: xxx"
+-- header lines (`pad_line` bytes each, default 8000) after its first line
+local function raw_response(f)
+  local text = is_null(f.response) and "HTTP/1.1 200 OK\r\n\r\n" or tostring(f.response)
+  local pad = tonumber(f.pad) or 0
+  if pad <= 0 then return text end
+  local first, rest = text:match("^(.-\r\n)(.*)$")
+  local line = max(tonumber(f.pad_line) or 8000, 16)
+  local out, n = { first or "" }, 0
+  while pad > 0 do
+    n = n + 1
+    local name = "X-Pad-" .. n .. ": "
+    local len = max(min(line, pad) - #name - 2, 1)
+    out[#out + 1] = name .. string.rep("x", len) .. "\r\n"
+    pad = pad - (#name + len + 2)
+  end
+  out[#out + 1] = rest or text
+  return concat(out)
+end
+
 -- answers a fault that does not need the normal answer; returns true if it answered
 local function fault_immediate(f)
   local kind = f.kind
   if kind == "drop" then
+    return ngx.exit(444)
+  elseif kind == "raw" then -- exactly these bytes, then the connection closes
+    local sock = ngx.req.socket(true)
+    if sock then sock:send(raw_response(f)) end
     return ngx.exit(444)
   elseif kind == "status" then
     local status = tonumber(f.status) or 500
@@ -448,6 +472,9 @@ local function fault_immediate(f)
     if not is_null(f.retry_after) then headers["Retry-After"] = tostring(f.retry_after) end
     if not is_null(f.retry_after_date) then
       headers["Retry-After"] = ngx.http_time(ngx.time() + (tonumber(f.retry_after_date) or 0))
+    end
+    if type(f.headers) == "table" then
+      for k, v in pairs(f.headers) do headers[k] = tostring(v) end
     end
     local body
     if not is_null(f.body) then
@@ -637,6 +664,137 @@ end
 local MODELS = { V4_Preview = true, V3_Preview = true }
 local BG_MODES = { original = true, solid = true, transparent = true, inpaint = true }
 
+---------------------------------------------------------------------------
+-- characters and scenes (assets)
+-- One record per asset in the jobs dict ("asset:<kind>:<id>"), the ids of
+-- each kind in creation order ("assets:<kind>", for the list), a deleted id
+-- remembered ("gone:<kind>:<id>") so a render that names it is refused.
+-- An asset moves pending -> processing (characters; scenes stay pending)
+-- -> its outcome (ready, failed; stuck stays where it is).
+
+local ASSET_KINDS = {
+  characters = { prefix = "char_", key = "character_id", noun = "Character", middle = "processing",
+    error_code = "CS-UORC01-009", error_message = "Preprocessing failed: no person detected", credits = 1 },
+  scenes = { prefix = "scene_", key = "scene_id", noun = "Scene", middle = "pending",
+    error_message = "Preprocessing failed: no motion detected", credits = 2 },
+}
+local ASSET_OUTCOMES = { ready = true, failed = true, stuck = true }
+
+local function uuid()
+  local h = random_id("", 32)
+  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-" .. h:sub(13, 16) .. "-" .. h:sub(17, 20) .. "-" .. h:sub(21)
+end
+
+local function load_asset(kind, id)
+  local raw = ngx.shared.jobs:get("asset:" .. kind .. ":" .. id)
+  return raw and cjson.decode(raw)
+end
+
+-- makes an asset record from options (control or API); nil, err for bad options
+local function new_asset(kind, o, defaults)
+  local a = {}
+  for k, v in pairs(defaults or {}) do a[k] = v end
+  for k, v in pairs(o or {}) do if v ~= null then a[k] = v end end
+  a.kind = kind
+  a.id = a.id or random_id(ASSET_KINDS[kind].prefix, 12)
+  a.name = a.name or a.id
+  a.outcome = a.outcome or "ready"
+  if not ASSET_OUTCOMES[a.outcome] then return nil, "outcome must be ready, failed or stuck" end
+  a.advance = a.advance or "poll"
+  if a.advance ~= "poll" and a.advance ~= "time" then return nil, "advance must be poll or time" end
+  a.step = tonumber(a.step) or 0.4
+  a.job_id = a.job_id or random_id("job_", 16)
+  a.created = ngx.now()
+  local ok, err = ngx.shared.jobs:safe_set("asset:" .. kind .. ":" .. a.id, encode(a))
+  if not ok then return nil, err end
+  with_lock(ngx.shared.jobs, function()
+    local raw = ngx.shared.jobs:get("assets:" .. kind)
+    local ids = raw and cjson.decode(raw) or {}
+    ids[#ids + 1] = a.id
+    ngx.shared.jobs:set("assets:" .. kind, encode(ids))
+  end)
+  return a
+end
+
+-- 0, 1, 2 (the outcome); in poll mode advance=true moves it on after reading
+local function asset_stage(a, advance)
+  local stage
+  if a.advance == "poll" then
+    local key = "astage:" .. a.kind .. ":" .. a.id
+    if advance then stage = ngx.shared.jobs:incr(key, 1, 0) - 1
+    else stage = max((ngx.shared.jobs:get(key) or 0) - 1, 0) end
+  else
+    stage = floor((ngx.now() - a.created) / a.step)
+  end
+  return min(max(stage, 0), a.outcome == "stuck" and 1 or 2)
+end
+
+local function asset_view(a, stage)
+  local k = ASSET_KINDS[a.kind]
+  local v = {
+    id = a.id, name = a.name, status = stage == 0 and "pending" or k.middle, job_id = a.job_id,
+    error_message = null, credits_used = k.credits, created_at = iso(a.created), completed_at = null,
+  }
+  if a.kind == "characters" then
+    v.error, v.thumbnail_url = null, null
+  else
+    -- the length is known once preprocessing has begun (duration: seconds, default 1.5)
+    local duration = stage > 0 and (tonumber(a.duration) or 1.5) or null
+    v.duration_seconds, v.fps, v.width, v.height = duration, 24, 64, 64
+    v.total_frames = duration ~= null and floor(duration * 24) or null
+    v.model = a.model or "V4_Preview"
+    if a.segments then v.segments = a.segments end
+  end
+  if stage == 2 then
+    v.status = a.outcome
+    ngx.shared.jobs:add("adone:" .. a.kind .. ":" .. a.id, ngx.now())
+    v.completed_at = iso(ngx.shared.jobs:get("adone:" .. a.kind .. ":" .. a.id))
+    if a.outcome == "failed" then
+      v.error_message = a.error_message or k.error_message
+      if a.kind == "characters" then v.error = a.error_code or k.error_code end
+    elseif a.kind == "characters" then
+      v.thumbnail_url = settings.cdn_base .. "/thumb/" .. a.id .. ".png"
+    end
+  end
+  return v
+end
+
+-- A render that names an asset the mock made: refused unless it is ready.
+-- Ids the mock never made pass (the magic ids above aside).
+local function render_asset_error(kind, id)
+  local k = ASSET_KINDS[kind]
+  if ngx.shared.jobs:get("gone:" .. kind .. ":" .. id) then
+    return kind == "characters"
+      and api_error(400, "CS-ORIV-008", "Character not found: " .. id, "Check the character id")
+      or api_error(400, "CS-ORIV-009", "Scene not found: " .. id, "Check the scene id")
+  end
+  local a = load_asset(kind, id)
+  if not a then return nil end
+  if asset_view(a, asset_stage(a, false)).status == "ready" then return nil end
+  if kind == "scenes" then
+    return api_error(400, "CS-ORIV-010", "Scene not ready: " .. id, "Wait until the scene is ready")
+  end
+  return api_error(400, "CS-UORC01-002", "Validation failed: " .. k.noun:lower() .. " not ready: " .. id,
+    "Wait until the character is ready")
+end
+
+local function render_assets_error(character_id, scene_id, mapping_text)
+  local res = character_id and render_asset_error("characters", character_id)
+  res = res or (scene_id and render_asset_error("scenes", scene_id))
+  local m = not res and mapping_text and cjson.decode(mapping_text)
+  if type(m) == "table" then
+    for _, char in pairs(m) do
+      res = res or render_asset_error("characters", char)
+    end
+  end
+  return res
+end
+
+local function charge(n)
+  ngx.shared.jobs:incr("credits_used", n, 0)
+end
+
+
 local function form_record(parts)
   local form = {}
   local list = {}
@@ -769,10 +927,17 @@ local function render_create(cfg, key)
   if scene_id == "scene_pending" then
     return api_error(400, "CS-ORIV-010", "Scene not ready: " .. scene_id, "Wait until the scene is ready")
   end
+  local asset_err = render_assets_error(character_id, scene_id, mapping_text)
+  if asset_err then return asset_err end
   if is_fast and cfg.fast_busy then
     return api_error(400, "CS-UORC01-001", "Fast mode has no capacity right now", "Retry later or render without fast")
   end
   if key == "sk-test-broke" then
+    return api_error(402, "CS-UORC01-008", "Insufficient credits", "Buy more credits")
+  end
+  -- config.renders_left = N: the account runs out of credits after N renders
+  local left = tonumber(cfg.renders_left)
+  if left and (ngx.shared.posts:get("\0made") or 0) >= left then
     return api_error(402, "CS-UORC01-008", "Insufficient credits", "Buy more credits")
   end
 
@@ -794,15 +959,21 @@ local function render_create(cfg, key)
   job.created = ngx.now()
   store_job(job)
   ngx.ctx.job_id = job.id
+  -- renders made per uploaded content (GET /_mock/posts): a batch must not pay twice
+  local posts = ngx.shared.posts
+  posts:incr("\0made", 1, 0)
+  local upload = driving or ref_image
+  posts:incr(upload and upload.md5 or ("fields:" .. tostring(scene_id or drv_url or character_id)), 1, 0)
   return json_response(200, { job_id = job.id, status = "queued", mode = mode, enqueued_at = iso(job.created) })
 end
 
-local function credits(key)
+local function credits(key, cfg)
   local broke = key == "sk-test-broke"
+  local used = ngx.shared.jobs:get("credits_used") or 0 -- what assets were charged
   return json_response(200, {
-    balance = broke and 0 or 100,
+    balance = broke and 0 or (tonumber(cfg.balance) or 100) - used,
     total_purchased = 120,
-    total_used = broke and 120 or 20,
+    total_used = broke and 120 or 20 + used,
     updated_at = iso(ngx.now()),
   })
 end
@@ -811,7 +982,140 @@ local function method_not_allowed(allow)
   return json_response(405, { detail = "Method Not Allowed" }, { Allow = allow })
 end
 
+-- every asset answer: as is, or inside {"data": ...} with config.asset_wrap
+local function asset_answer(cfg, status, tbl)
+  if cfg.asset_wrap then tbl = { data = tbl } end
+  return json_response(status, tbl)
+end
+
+local function validation(msg)
+  return api_error(400, "CS-UORC01-002", "Validation failed: " .. msg, "Fix the request and send it again")
+end
+
+local function asset_preprocess(kind, cfg, key)
+  local form, err = read_form()
+  if not form then return validation(err) end
+  local name = field(form, "name")
+  if type(name) ~= "string" then return validation("name is required") end
+  local fname, uname = "image", "image_url"
+  if kind == "scenes" then fname, uname = "video", "video_url" end
+  local file = form[fname] and form[fname].filename and form[fname]
+  local url = field(form, uname)
+  if not file and not url then
+    return kind == "characters"
+      and api_error(400, "CS-ORIV-001", "Reference image missing", "Provide image or image_url")
+      or api_error(400, "CS-ORIV-002", "Driving video missing", "Provide video or video_url")
+  end
+  if file and url then return validation("give " .. fname .. " or " .. uname .. ", not both") end
+  if url and (type(url) ~= "string" or not url:match("^https?://")) then return validation(uname .. " must be an http(s) URL") end
+  local model, bg = field(form, "model"), field(form, "background_mode")
+  if kind == "scenes" then
+    if model ~= nil and not MODELS[model] then return validation("model must be V4_Preview or V3_Preview") end
+    if bg ~= nil and not BG_MODES[bg] then
+      return api_error(400, "CS-ORIV-011", "Invalid background_mode: " .. tostring(bg),
+        "Use original, solid, transparent or inpaint")
+    end
+  end
+  if key == "sk-test-broke" then return api_error(402, "CS-UORC01-008", "Insufficient credits", "Buy more credits") end
+  local defaults = { advance = "time", step = 0.4 }
+  for k, v in pairs(type(cfg.asset_job) == "table" and cfg.asset_job or {}) do defaults[k] = v end
+  local a, aerr = new_asset(kind, { name = name, model = model, background_mode = bg }, defaults)
+  if not a then return json_response(500, { detail = "mock asset_job config invalid: " .. aerr }) end
+  charge(ASSET_KINDS[kind].credits)
+  return asset_answer(cfg, 200, { [ASSET_KINDS[kind].key] = a.id, job_id = a.job_id, status = "pending",
+    enqueued_at = iso(a.created) })
+end
+
+local function scene_import(cfg, key)
+  local ct = ngx.var.content_type or ""
+  local body = read_body_string(64 * 1024)
+  ngx.ctx.body = body
+  if not ct:lower():find("^%s*application/json") then return validation("expected application/json (got " .. ct .. ")") end
+  local o = cjson.decode(body)
+  if type(o) ~= "table" then return validation("the body is not a JSON object") end
+  for _, k in ipairs({ "template_id", "name" }) do
+    if type(o[k]) ~= "string" or o[k] == "" then return validation(k .. " is required") end
+  end
+  if o.template_id == "tpl_missing" then return json_response(404, { detail = "Template not found" }) end
+  if key == "sk-test-broke" then return api_error(402, "CS-UORC01-008", "Insufficient credits", "Buy more credits") end
+  local defaults = { advance = "time", step = 0.4 }
+  for k, v in pairs(type(cfg.asset_job) == "table" and cfg.asset_job or {}) do defaults[k] = v end
+  local segments = { { uuid = uuid(), type = "character" }, { uuid = uuid(), type = "character" } }
+  local a, aerr = new_asset("scenes", { name = o.name, template_id = o.template_id, segments = segments }, defaults)
+  if not a then return json_response(500, { detail = "mock asset_job config invalid: " .. aerr }) end
+  charge(3)
+  return asset_answer(cfg, 200, { id = a.id, status = "pending", credits_reserved = 3, segments = segments })
+end
+
+local function asset_list(kind, cfg)
+  local args = ngx.req.get_uri_args()
+  local function whole(name, default, lo, hi)
+    local v = args[name]
+    if v == nil then return default end
+    local n = type(v) == "string" and v:match("^%d+$") and tonumber(v)
+    if not n or n < lo or (hi and n > hi) then return nil end
+    return n
+  end
+  local limit = whole("limit", 20, 1, 100)
+  if not limit then return validation("limit must be between 1 and 100") end
+  local offset = whole("offset", 0, 0)
+  if not offset then return validation("offset must be 0 or more") end
+  local raw = ngx.shared.jobs:get("assets:" .. kind)
+  local ids = raw and cjson.decode(raw) or {}
+  local items = {}
+  for i = offset + 1, min(offset + limit, #ids) do
+    local a = load_asset(kind, ids[i])
+    if a then items[#items + 1] = asset_view(a, asset_stage(a, false)) end
+  end
+  if #items == 0 then items = EMPTY_ARRAY end
+  return asset_answer(cfg, 200, { [kind] = items, total = #ids })
+end
+
+local function asset_delete(kind, a, cfg)
+  local jobs = ngx.shared.jobs
+  jobs:delete("asset:" .. kind .. ":" .. a.id)
+  jobs:set("gone:" .. kind .. ":" .. a.id, true)
+  with_lock(jobs, function()
+    local ids = cjson.decode(jobs:get("assets:" .. kind) or "[]") or {}
+    for i, id in ipairs(ids) do
+      if id == a.id then table.remove(ids, i) break end
+    end
+    jobs:set("assets:" .. kind, encode(ids))
+  end)
+  return asset_answer(cfg, 200, { success = true })
+end
+
+local function route_assets(method, uri, cfg)
+  local kind, rest = uri:match("^/api/(%a+)/?(.*)$")
+  if not ASSET_KINDS[kind] then return nil end
+  local res, key = check_auth(cfg)
+  if res then return res end
+  if rest == "" then
+    if method ~= "GET" and method ~= "HEAD" then return method_not_allowed("GET") end
+    return asset_list(kind, cfg)
+  end
+  if rest == "preprocess" then
+    if method ~= "POST" then return method_not_allowed("POST") end
+    return asset_preprocess(kind, cfg, key)
+  end
+  if kind == "scenes" and rest == "import" then
+    if method ~= "POST" then return method_not_allowed("POST") end
+    return scene_import(cfg, key)
+  end
+  if rest:find("/", 1, true) then return json_response(404, { detail = "Not Found" }) end
+  local a = load_asset(kind, rest)
+  if not a then return json_response(404, { detail = ASSET_KINDS[kind].noun .. " not found" }) end
+  if method == "GET" or method == "HEAD" then
+    return asset_answer(cfg, 200, asset_view(a, asset_stage(a, true)))
+  elseif method == "DELETE" then
+    return asset_delete(kind, a, cfg)
+  end
+  return method_not_allowed("GET, DELETE")
+end
+
 local function route_api(method, uri, cfg)
+  local assets = route_assets(method, uri, cfg)
+  if assets then return assets end
   if uri == "/api/render" or uri == "/api/render/" then
     if method ~= "POST" then return method_not_allowed("POST") end
     local res, key = check_auth(cfg)
@@ -834,7 +1138,7 @@ local function route_api(method, uri, cfg)
     if method ~= "GET" and method ~= "HEAD" then return method_not_allowed("GET") end
     local res, key = check_auth(cfg)
     if res then return res end
-    return credits(key)
+    return credits(key, cfg)
   end
   return json_response(404, { detail = "Not Found" })
 end
@@ -869,6 +1173,18 @@ local function cdn_file(uri)
   return nil
 end
 
+-- the ETag and Last-Modified nginx gives a static file (so that a resume of
+-- a cut answer validates against the real file, as with a real CDN)
+local function file_validators(path)
+  local p = io.popen("stat -c '%Y %s' '" .. path:gsub("'", "'\\''") .. "'")
+  local out = p and p:read("*a") or ""
+  if p then p:close() end
+  local mtime, size = out:match("^(%d+) (%d+)")
+  if not mtime then return {} end
+  mtime, size = tonumber(mtime), tonumber(size)
+  return { ["ETag"] = string.format('"%x-%x"', mtime, size), ["Last-Modified"] = ngx.http_time(mtime) }
+end
+
 -- faults that need the file: truncated / stall stream part of it from Lua
 local function cdn_partial(f, path)
   local fh = path and io.open(path, "rb")
@@ -885,7 +1201,8 @@ local function cdn_partial(f, path)
       if not ngx.flush(true) then break end
     end
   end
-  local headers = { ["Content-Type"] = "video/mp4", ["Accept-Ranges"] = "bytes" }
+  local headers = file_validators(path)
+  headers["Content-Type"], headers["Accept-Ranges"] = "video/mp4", "bytes"
   if f.kind == "truncated" then
     local total = max(tonumber(f.length) or size, sent + 1)
     ngx.status = 200
@@ -1031,12 +1348,14 @@ local function control_reset()
   ngx.shared.log:flush_expired()
   ngx.shared.config:flush_all()
   ngx.shared.config:flush_expired()
+  ngx.shared.posts:flush_all()
+  ngx.shared.posts:flush_expired()
   return json_response(200, { ok = true })
 end
 
 local VALID_KINDS = {
   status = true, malformed = true, truncated = true, slow = true, drop = true,
-  huge = true, html = true, stall = true, throttle = true,
+  huge = true, html = true, stall = true, throttle = true, raw = true,
 }
 
 local function route_control(method, uri)
@@ -1109,11 +1428,42 @@ local function route_control(method, uri)
     cfg.big_path = big_path()
     return json_response(200, cfg)
   end
+  local akind, aid = uri:match("^/_mock/(%a+)/?([^/]*)$")
+  if ASSET_KINDS[akind] then
+    if aid ~= "" then
+      local a = load_asset(akind, aid)
+      if not a then return json_response(404, { error = "no such asset" }) end
+      local stage = asset_stage(a, false)
+      return json_response(200, { asset = a, stage = stage, view = asset_view(a, stage),
+        polls = ngx.shared.jobs:get("astage:" .. akind .. ":" .. aid) or 0 })
+    end
+    if method ~= "POST" then return method_not_allowed("POST") end
+    local opts, err = read_json()
+    if not opts then return bad(err) end
+    local ids = {}
+    for i = 1, tonumber(opts.count) or 1 do
+      local o = {}
+      for k, v in pairs(opts) do o[k] = v end
+      if opts.count and opts.id then o.id = opts.id .. "-" .. i end
+      o.count = nil
+      local a, aerr = new_asset(akind, o)
+      if not a then return bad(aerr) end
+      ids[i] = a.id
+    end
+    return json_response(200, { ids = ids })
+  end
   if uri == "/_mock/log" then
     return control_log(ngx.req.get_uri_args())
   end
   if uri == "/_mock/connections" then
     return control_connections()
+  end
+  if uri == "/_mock/posts" then -- renders made, per md5 of the uploaded driving video (else image)
+    local counts = {}
+    for _, k in ipairs(ngx.shared.posts:get_keys(0)) do
+      if k ~= "\0made" then counts[k] = ngx.shared.posts:get(k) end
+    end
+    return json_response(200, { made = ngx.shared.posts:get("\0made") or 0, counts = counts })
   end
   return json_response(404, { error = "unknown control endpoint " .. uri })
 end

@@ -122,6 +122,22 @@ function Mock:job_state(id)
   return must(self, "GET", "/_mock/jobs/" .. id)
 end
 
+-- character(opts) / scene(opts) -> id of an asset made at once; opts: id,
+-- name, outcome (ready|failed|stuck), advance (poll|time), step,
+-- error_code, error_message, segments (see README.md)
+function Mock:character(opts)
+  return must(self, "POST", "/_mock/characters", opts or {}).ids[1]
+end
+function Mock:scene(opts)
+  return must(self, "POST", "/_mock/scenes", opts or {}).ids[1]
+end
+
+-- asset_state(kind, id) -> {asset=, stage=, polls=, view=} without advancing it
+-- (kind: "characters" or "scenes")
+function Mock:asset_state(kind, id)
+  return must(self, "GET", "/_mock/" .. kind .. "/" .. id)
+end
+
 -- fault(opts): queue one fault (match, method, kind, times, ...)
 function Mock:fault(opts)
   return must(self, "POST", "/_mock/faults", opts)
@@ -148,6 +164,11 @@ end
 function Mock:connections(server)
   local r = must(self, "GET", "/_mock/connections")
   return r[server or "api"].connections
+end
+
+-- posts() -> {made = N, counts = {[md5 of the uploaded driving video (else image)] = renders made}}
+function Mock:posts()
+  return must(self, "GET", "/_mock/posts")
 end
 
 function Mock:url(path) return self.base_url .. (path or "") end
