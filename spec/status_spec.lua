@@ -290,7 +290,9 @@ describe("client:status", function()
   it("reuses one connection for sequential calls (counted at the mock)", function()
     local id = m:job({ id = "job_keep", outcome = "stuck" })
     for _ = 1, 20 do assert(c:status(id)) end
-    assert.are.equal(20, #api_log())
+    local mine = 0 -- (a slow answer of an earlier test may land in the log meanwhile)
+    for _, r in ipairs(api_log()) do if r.uri == "/api/render/" .. id then mine = mine + 1 end end
+    assert.are.equal(20, mine)
     assert.are.equal(1, m:connections("api"))
   end)
 
