@@ -4,6 +4,8 @@
  * decoding (json.c). Policy lives in the Lua layer (lua/viggle/).
  */
 #include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +46,25 @@ static int core_isatty(lua_State *L) {
   return 1;
 }
 
+/* core.file_kind(path) -> "file", "directory", "fifo", "char", "block",
+   "socket" or "other" (stat(2), links followed; nothing is opened, so a FIFO
+   never blocks), or nil, message when there is nothing there. */
+static int core_file_kind(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory"
+                  : S_ISFIFO(st.st_mode) ? "fifo" : S_ISCHR(st.st_mode) ? "char"
+                  : S_ISBLK(st.st_mode) ? "block" : S_ISSOCK(st.st_mode) ? "socket" : "other");
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+  {"file_kind", core_file_kind},
   {"isatty", core_isatty},
   {"request", vg_request_new},
   {"multi", vg_multi_new},

@@ -103,7 +103,7 @@ describe("client:download keeps files whole", function()
   end)
 
   it("lets one of two processes downloading to one path write; the other is refused", function()
-    m:fault({ match = "/video/*", kind = "throttle", rate = 1000 }) -- about 2.5 s for the video
+    m:fault({ match = "/video/*", kind = "stall", sent = 1000, delay = 5 }) -- 1000 bytes, 5 s, the rest
     local script = dir .. "/first.lua"
     write(script, string.format([[
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -113,17 +113,16 @@ describe("client:download keeps files whole", function()
       io.open(%q, "w"):write(ok and "ok" or tostring(err)):close()
     ]], package.cpath:match("^[^;]*;"), m.base_url, job().cdn_url, out, dir .. "/first.done"))
     os.execute(support.interp .. " " .. q(script) .. " >/dev/null 2>&1 &")
-    for _ = 1, 100 do -- until the first one holds the .part
-      if #cdn() > 0 or read(out .. ".part") then break end
+    for _ = 1, 200 do -- until the first one holds the .part, half written
+      if #(read(out .. ".part") or "") >= 1000 then break end
       support.sleep(0.05)
     end
-    support.sleep(0.3)
     local path, err = c:download(job(), out)
     assert.is_nil(path)
     assert.are.equal("io", err.kind)
     assert.are.equal("LOCKED", err.code)
     assert.are.equal("another download to " .. out .. " is in progress (" .. out .. ".part is locked)", err.message)
-    for _ = 1, 200 do
+    for _ = 1, 300 do
       if read(dir .. "/first.done") then break end
       support.sleep(0.05)
     end

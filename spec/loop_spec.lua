@@ -66,6 +66,17 @@ describe("the scheduler", function()
     assert.are.same({ true, 1, 2, nil, "last" }, { t:join() })
   end)
 
+  it("a task cancelled in the middle of a transfer leaves nothing in flight", function()
+    local id = m:job({ id = "job_mid" })
+    m:fault({ match = "/api/render/" .. id, kind = "slow", delay = 2 })
+    local task = viggle.spawn(function() return c:status(id) end)
+    viggle.spawn(function() viggle.sleep(0.1) task:cancel() end)
+    viggle.run()
+    assert.are.equal("cancelled", task:state())
+    -- configure refuses while transfers are in flight: the abandoned one must be gone
+    assert.has_no.errors(function() viggle.configure({}) end)
+  end)
+
   it("concurrent awaits reuse their connections from round to round", function()
     local ids = m:jobs({ count = 12, id = "round" }) -- poll mode: 6 polls each
     local done = 0

@@ -3,8 +3,23 @@ local core = require("viggle.core")
 local viggle = require("viggle")
 local cjson = require("cjson.safe")
 
-local format, floor, min, max = string.format, math.floor, math.min, math.max
-local stdout, stderr = io.stdout, io.stderr
+local format, floor, min, max, concat, huge = string.format, math.floor, math.min, math.max, table.concat, math.huge
+
+-- The client of this run: its key never goes out on stdout or stderr,
+-- whatever a server echoed into a job or an error (every write is redacted).
+local current
+local function redacting(f)
+  return {
+    write = function(self, ...)
+      local s = concat({ ... })
+      if current then s = require("viggle.http").redact(current, s) end
+      f:write(s)
+      return self
+    end,
+    flush = function() f:flush() end,
+  }
+end
+local stdout, stderr = redacting(io.stdout), redacting(io.stderr)
 
 local _M = {}
 
@@ -96,8 +111,19 @@ local function fail(err)
   return EXIT.error
 end
 
+-- A copy of a decoded answer with the key taken out of every text in it
+-- (before encoding: an escaped key would not be found after).
+local function clean(v)
+  if type(v) == "string" then return current and require("viggle.http").redact(current, v) or v end
+  if type(v) == "number" and not (v > -huge and v < huge) then return nil end -- JSON has no NaN, no inf
+  if type(v) ~= "table" or v == cjson.null then return v end
+  local t = {}
+  for k, x in pairs(v) do t[clean(k)] = clean(x) end
+  return setmetatable(t, getmetatable(v))
+end
+
 local function to_json(t)
-  return (cjson.encode(t) or "{}"):gsub("\\/", "/")
+  return (cjson.encode(clean(t)) or "{}"):gsub("\\/", "/")
 end
 
 local FIELDS = { "status", "mode", "checkpoint", "progress_pct", "cdn_url", "mask_cdn_url",
@@ -173,6 +199,7 @@ end
 local function client_or_fail()
   local c, err = viggle.new()
   if not c then return nil, fail(err) end
+  current = c
   return c
 end
 

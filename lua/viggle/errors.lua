@@ -24,13 +24,14 @@ local _M = {}
 ---| '"callback"'         # a callback of yours raised an error
 ---| '"io"'               # a local file could not be read or written
 ---| '"cancelled"'        # the wait was cancelled (task:cancel, Ctrl-C)
+---| '"internal"'         # viggle itself raised while following a job (a bug); cause holds what
 
 --- The closed set of kinds, documented in README.md.
 _M.kinds = {
   invalid_argument = true, auth = true, credits = true, not_found = true,
   rate_limited = true, api = true, http = true, network = true, timeout = true,
   tls = true, decode = true, too_large = true, job_failed = true,
-  job_cancelled = true, asset_failed = true, callback = true, io = true, cancelled = true,
+  job_cancelled = true, asset_failed = true, callback = true, io = true, cancelled = true, internal = true,
 }
 
 ---@class viggle.Error

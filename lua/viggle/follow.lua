@@ -15,7 +15,11 @@ local D = http.DEFAULTS
 
 local _M = {}
 
---- A status answer made a job table, or nil, err.
+-- The documented text fields of a job: one of another type is dropped.
+local TEXT_FIELDS = { "checkpoint", "mode", "cdn_url", "mask_cdn_url", "download_url", "error",
+                      "error_code", "error_message", "created_at", "completed_at" }
+
+--- A status answer made a job table (hostile field types dropped), or nil, err.
 ---@param job table the decoded answer
 ---@param id string the job id asked for
 ---@return table|nil job
@@ -24,7 +28,13 @@ function _M.check_job(job, id)
   if type(job.status) ~= "string" then
     return nil, E("decode", "the status answer has no status field", { job_id = id })
   end
-  if job.job_id == nil then job.job_id = id end
+  if type(job.job_id) ~= "string" then job.job_id = id end
+  for _, k in ipairs(TEXT_FIELDS) do
+    if type(job[k]) ~= "string" then job[k] = nil end
+  end
+  -- a percentage is a number from 0 to 100 (not NaN, not 1e400, not text): else none
+  local pct = job.progress_pct
+  if type(pct) ~= "number" or not (pct >= 0 and pct <= 100) then job.progress_pct = nil end
   return job
 end
 local check_job = _M.check_job
@@ -75,7 +85,11 @@ end
 function _M.call_back(fn, kind_label, job_id, ...)
   local ok, cerr = pcall(fn, ...)
   if ok then return nil end
-  return E("callback", format("%s raised: %s", kind_label, tostring(cerr)), { job_id = job_id, cause = cerr })
+  local me = loop.current()
+  if me and me.cancelled then error(cerr, 0) end -- it cancelled its own task: the task ends so
+  local shown, text = pcall(tostring, cerr)      -- a __tostring that raises is not ours to raise
+  if not shown or type(text) ~= "string" then text = "(a " .. type(cerr) .. " that cannot be shown)" end
+  return E("callback", format("%s raised: %s", kind_label, text), { job_id = job_id, cause = cerr })
 end
 local call_back = _M.call_back
 
@@ -93,6 +107,7 @@ local function timed_out(c, f, opts)
   if f.last_err and (not f.last or f.failures > 0) then state = state .. "; last error: " .. f.last_err.message end
   local terr = E("timeout", format("%s still running after %gs (%s)", t.noun, opts.timeout or D.await_timeout, state),
     { [t.key] = f.id, job = f.last, cause = f.last_err, retryable = false })
+  http.scrub(c, terr)
   if opts.cancel_on_timeout and t.cancel then
     local ok, cerr = t.cancel(c, f.id)
     terr.cancelled = ok ~= nil
@@ -102,7 +117,7 @@ local function timed_out(c, f, opts)
 end
 
 -- What a job table means for its follow: final, job, err, wait (see poll).
-local function judge(f, job, opts)
+local function judge(c, f, job, opts)
   local id, t = f.id, f.target
   f.failures = 0
   local on_progress = opts.on_progress
@@ -116,7 +131,7 @@ local function judge(f, job, opts)
   f.last = job
   local st = job.status
   if st == t.done then return true, job end
-  if st == "failed" then return true, nil, t.failure(job, id) end
+  if st == "failed" then return true, nil, http.scrub(c, t.failure(job, id)) end
   if st == "cancelled" and t.cancel then
     return true, nil, E("job_cancelled", "the job was cancelled", { job_id = id, job = job })
   end
@@ -135,12 +150,14 @@ local function poll(c, f, opts)
     f.http2 = e.http_version == "2"
     job, e = t.check(job, id)
   end
-  if job then return judge(f, job, opts) end
+  if job then return judge(c, f, job, opts) end
   e[t.key] = id
   if e.retryable then
     f.last_err = e
     f.failures = f.failures + 1
-    return false, nil, nil, http.backoff(f.failures, opts.interval or t.interval, opts.max_backoff or D.max_backoff, e)
+    -- never sooner than the interval, whatever Retry-After says (0, a date past)
+    local interval = opts.interval or t.interval
+    return false, nil, nil, max(interval, http.backoff(f.failures, interval, opts.max_backoff or D.max_backoff, e))
   end
   e.job = f.last
   return true, nil, e
@@ -204,6 +221,7 @@ local function new_round(c, job_ids, opts, resolve)
   local round = {
     c = c, job_ids = job_ids, started = started, deadline = started + (opts.timeout or D.await_timeout),
     results = {}, due = heap.new(), places = {}, -- target key and id -> its places in job_ids
+    turning = {}, -- worker slot -> the follow it is polling
     summary = { total = #job_ids, complete = 0, failed = 0, cancelled = 0, errors = 0, running = 0 },
   }
   for i, item in ipairs(job_ids) do
@@ -252,8 +270,12 @@ local function settle(round, f, job, err)
 end
 
 -- Polls follow f once and settles it or puts it back for its next poll.
-local function turn(round, f)
+-- round.turning[slot] is f meanwhile: when worker `slot` raises, that job,
+-- and only that one, gets the error (see join_workers).
+local function turn(round, f, slot)
+  round.turning[slot] = f
   local final, job, err, wait = poll(round.c, f, round.popts)
+  round.turning[slot] = nil
   if final then
     settle(round, f, job, err)
   elseif now() + wait >= round.deadline then
@@ -269,7 +291,7 @@ end
 
 -- A worker takes the follow that is due first; when it is not due yet the
 -- worker sleeps until it is (leaving it in the heap for whoever is free).
-local function worker(round)
+local function worker(round, slot)
   local due = round.due
   while due.n > 0 do
     local f = due:peek()
@@ -277,7 +299,7 @@ local function worker(round)
     if f[1] > t then
       loop.sleep(f[1] - t)
     else
-      turn(round, due:pop())
+      turn(round, due:pop(), slot)
     end
   end
 end
@@ -292,19 +314,41 @@ local function start_workers(round, n)
   local function start_rest()
     if rest_started then return end
     rest_started = true
-    for k = 2, n do workers[k] = loop.spawn(worker, round) end
+    for k = 2, n do workers[k] = loop.spawn(worker, round, k) end
   end
   local watchdog = n > 1 and loop.spawn(function() loop.sleep(1) start_rest() end)
   workers[1] = loop.spawn(function()
     local first = round.due:peek()
     if first and first[1] <= now() then
-      turn(round, round.due:pop())
+      turn(round, round.due:pop(), 1)
       if first.http2 and not rest_started then round.release_mux = loop.multiplexing(ceil(n / 100)) end
     end
     start_rest()
-    worker(round)
+    worker(round, 1)
   end)
   return workers, watchdog
+end
+
+-- Joins the workers. One that raised (a bug of viggle's, never the world's:
+-- that is returned as errors) settles the job it was polling with an
+-- "internal" error; the other jobs go on. Returns true when one raised.
+local function join_workers(round, workers)
+  local raised = false
+  for slot, w in ipairs(workers) do
+    local ok, err = w:join()
+    local f = round.turning[slot]
+    if not ok and f then
+      raised = true
+      round.turning[slot] = nil
+      local shown, text = pcall(tostring, err)
+      text = shown and type(text) == "string" and text:match("^[^\n]*") or type(err)
+      settle(round, f, nil, E("internal", "following the job raised (a bug: please report it): " .. text,
+        { job_id = f.id, job = f.last, cause = err }))
+    elseif not ok then
+      round.failure = round.failure or (errors.is(err) and err) or nil
+    end
+  end
+  return raised
 end
 
 --- client:await_all (documented in client.lua)
@@ -324,20 +368,22 @@ function _M.await_all(c, job_ids, opts, resolve)
   local n = min(opts.concurrency or D.concurrency, round.due.n)
   loop.keep_connections(n)
   local workers, watchdog = start_workers(round, n)
-  local failure
-  for _, w in ipairs(workers) do
-    local ok, err = w:join()
-    if not ok then failure = failure or err end
-  end
+  local raised = join_workers(round, workers)
   if watchdog then -- no task of this call outlives it
     watchdog:cancel()
     watchdog:join()
+  end
+  while raised and round.due.n > 0 do -- the jobs a dead worker left are followed on
+    workers = {}
+    for slot = 1, min(n, round.due.n) do workers[slot] = loop.spawn(worker, round, slot) end
+    raised = join_workers(round, workers)
   end
   if round.release_mux then round.release_mux() end
   for i = 1, #job_ids do
     if round.results[i] == nil then
       local id = job_ids[i]
-      round.results[i] = failure or E("cancelled", "not followed to the end", { job_id = type(id) == "string" and id or nil })
+      round.results[i] = round.failure
+        or E("cancelled", "not followed to the end", { job_id = type(id) == "string" and id or nil })
     end
   end
   round.summary.seconds = now() - round.started

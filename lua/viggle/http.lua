@@ -127,13 +127,20 @@ function _M.need_key(client)
   end
 end
 
+-- The shortest start of a key that still counts as the key when a text
+-- was cut in the middle of one.
+local MIN_KEY_PREFIX = 6
+
 --- Never lets the key out in a message, whatever a server echoes back.
+--- Works on text already cut: a start of the key (6 characters or more)
+--- that ends the text, or ends it before a "..." or a closing quote, goes too.
 ---@param client viggle.Client
 ---@param s any
 ---@return any s with every copy of the key replaced by "[redacted]"
 function _M.redact(client, s)
   local key = secrets[client]
-  if key and type(s) == "string" and s:find(key, 1, true) then
+  if not key or type(s) ~= "string" then return s end
+  if s:find(key, 1, true) then
     local out, i = {}, 1
     while true do
       local a, b = s:find(key, i, true)
@@ -145,9 +152,36 @@ function _M.redact(client, s)
     out[#out + 1] = s:sub(i)
     s = concat(out)
   end
+  local body, tail = s:match('^(.-)(%.*"?)$')
+  for n = #key - 1, min(MIN_KEY_PREFIX, #key), -1 do
+    if body:sub(-n) == key:sub(1, n) then return body:sub(1, -n - 1) .. "[redacted]" .. tail end
+  end
   return s
 end
 local redact = _M.redact
+
+--- The error with the key taken out of every text it carries (message,
+--- code, action, a cause that is text); returns it.
+---@param client viggle.Client
+---@param e viggle.Error
+---@return viggle.Error e
+function _M.scrub(client, e)
+  if secrets[client] then
+    e.message, e.code, e.action = redact(client, e.message), redact(client, e.code), redact(client, e.action)
+    if type(e.cause) == "string" then e.cause = redact(client, e.cause) end
+  end
+  return e
+end
+local scrub = _M.scrub
+
+--- A value quoted for a message (see quote) with the key of `client` taken
+--- out before the cut (a cut key would not be found after it) and after.
+---@param client viggle.Client
+---@param s any
+---@return string
+function _M.quote_for(client, s)
+  return redact(client, quote(redact(client, tostring(s))))
+end
 
 -- The header lines of a request. User-Agent goes in the list: libcurl 7.88
 -- rebuilds the header of CURLOPT_USERAGENT on every request, a list line
@@ -229,13 +263,13 @@ function _M.exchange(c, o)
   ok, msg, code = r:setup(spec)
   if not ok then
     loop.release(r)
-    return nil, errors.from_transport(redact(c, msg), code, { job_id = o.job_id })
+    return nil, scrub(c, errors.from_transport(msg, code, { job_id = o.job_id }))
   end
   local tick = o.tick
   local res, tmsg, tcode = loop.transfer(r, tick and function() return tick(r) end)
   loop.release(r)
   if not res then
-    return nil, errors.from_transport(redact(c, tmsg), tcode, { job_id = o.job_id })
+    return nil, scrub(c, errors.from_transport(tmsg, tcode, { job_id = o.job_id }))
   end
   return res
 end
@@ -253,9 +287,7 @@ function _M.api(c, o)
   local decoded, derr
   if body ~= "" then decoded, derr = core.decode(body) end
   if res.status < 200 or res.status >= 300 then
-    local e = errors.from_http(res, decoded, { job_id = o.job_id })
-    e.message = redact(c, e.message)
-    return nil, e
+    return nil, scrub(c, errors.from_http(res, decoded, { job_id = o.job_id }))
   end
   local retryable = o.method == nil or o.method == "GET"
   if body == "" then
@@ -264,7 +296,7 @@ function _M.api(c, o)
       retryable = retryable })
   end
   if type(decoded) ~= "table" then
-    return nil, E("decode", "the answer is not a JSON object: " .. redact(c, tostring(derr or quote(body))),
+    return nil, E("decode", "the answer is not a JSON object: " .. (derr and redact(c, tostring(derr)) or _M.quote_for(c, body)),
       { status = res.status, job_id = o.job_id, retryable = retryable })
   end
   return decoded, res
@@ -358,6 +390,7 @@ function _M.post(c, call, retries)
     loop.sleep(wait)
   end
   err.uncertain = may_have_created(err) or nil
+  if not post_retryable(err) then err.retryable = false end -- the caller must not send it again either
   return nil, err
 end
 

@@ -32,6 +32,10 @@ local function basename(path) return path:match("([^/]+)$") or path end
 
 local function file_part(name, path, types, default_type)
   if type(path) ~= "string" or path == "" then return bad(name .. " must be a file path") end
+  -- only a regular file: a FIFO would block the open, /dev/zero never end
+  local kind, kerr = core.file_kind(path)
+  if not kind then return bad(format("%s: cannot read %s (%s)", name, path, tostring(kerr))) end
+  if kind ~= "file" then return bad(format("%s: cannot read %s (a %s, not a regular file)", name, path, kind)) end
   local f, ferr = io.open(path, "rb")
   if not f then return bad(format("%s: cannot read %s (%s)", name, path, tostring(ferr))) end
   local data, rerr = f:read(1) -- a directory opens but cannot be read
@@ -148,6 +152,22 @@ function _M.check_params(params)
   return true
 end
 
+-- The error of a failed POST as the caller should see it: a file that went
+-- away (or changed kind) since the check is an "io" error naming it.
+local function upload_error(form, err)
+  if err.kind == "network" or err.kind == "io" then
+    for _, part in ipairs(form) do
+      local kind, kerr
+      if part.file then kind, kerr = core.file_kind(part.file) end
+      if part.file and kind ~= "file" then
+        return E("io", format("%s: cannot read %s (%s)", part.name, part.file,
+          kind and ("it is now a " .. kind) or tostring(kerr)), { code = err.code, cause = err })
+      end
+    end
+  end
+  return err
+end
+
 --- client:render (see client.lua; the POST is retried only as http.post says).
 --- On failure err.uncertain is true when the POST may have created a job all
 --- the same (sent whole, no definite answer): sending it again could pay twice.
@@ -166,7 +186,7 @@ function _M.render(self, params, opts)
   if not form then return nil, err end
   local job
   job, err = http.post(self, { path = "/api/render", form = form, timeout = opts.timeout }, opts.retries)
-  if not job then return nil, err end
+  if not job then return nil, upload_error(form, err) end
   if type(job.job_id) ~= "string" then return nil, E("decode", "the render answer has no job_id", { uncertain = true }) end
   return job
 end

@@ -108,6 +108,11 @@ describe("Neovim host (headless nvim, viggle.nvim on vim.loop)", function()
     assert.is_true(R.gap_join_ms < 100, string.format("largest gap during join: %.1f ms", R.gap_join_ms))
   end)
 
+  it("task:join outside a task ends with its task, not a turn of vim.wait (1 s) per transfer later", function()
+    -- the join follows a job through 6 polls 0.05 s apart: well under a second
+    assert.is_true(R.join.seconds < 3, string.format("join took %.2f s", R.join.seconds))
+  end)
+
   it(":Viggle status answers through vim.notify on the main loop", function()
     assert.are.equal(1, #R.notify)
     assert.are.equal("viggle: nvstatus: queued, 0%", R.notify[1].msg)

@@ -437,14 +437,12 @@ local function html_page(status)
     "</h1></center>\r\n<hr><center>mock-proxy</center>\r\n</body>\r\n</html>\r\n"
 end
 
--- the bytes of a `raw` fault: `response` with `pad` bytes of "X-Pad-N: xxx"
--- header lines (`pad_line` bytes each, default 8000) after its first line
-local function raw_response(f)
-  local text = is_null(f.response) and "HTTP/1.1 200 OK\r\n\r\n" or tostring(f.response)
-  local pad = tonumber(f.pad) or 0
+-- `text` with `pad` bytes of "X-Pad-N: xxx" header lines (`line` bytes each,
+-- default 8000) after its first line
+local function pad_lines(text, pad, line)
   if pad <= 0 then return text end
   local first, rest = text:match("^(.-\r\n)(.*)$")
-  local line = max(tonumber(f.pad_line) or 8000, 16)
+  line = max(tonumber(line) or 8000, 16)
   local out, n = { first or "" }, 0
   while pad > 0 do
     n = n + 1
@@ -457,14 +455,44 @@ local function raw_response(f)
   return concat(out)
 end
 
+-- The body a fault gives: `body_base64` (any bytes) or `body`, with every
+-- "%KEY%" replaced by the key of the request's Authorization header (a
+-- server that echoes the key back), or nil when the fault has none.
+local function fault_body(f)
+  local body
+  if not is_null(f.body_base64) then body = ngx.decode_base64(tostring(f.body_base64))
+  elseif not is_null(f.body) then body = tostring(f.body) end
+  if body and body:find("%KEY%", 1, true) then
+    local key = (ngx.var.http_authorization or ""):match("^%s*[Bb][Ee][Aa][Rr][Ee][Rr]%s+(%S+)") or ""
+    body = body:gsub("%%KEY%%", function() return key end)
+  end
+  return body
+end
+
+-- kind "raw": these bytes as the whole answer (status line and headers
+-- included: `response`, or `text`/`text_base64`), then the close. `pad`
+-- bytes of "X-Pad-N: xxx" header lines (`pad_line` bytes each, default 8000)
+-- after its first line; or `pad_header` bytes of one more header line at its
+-- end, then `after`.
+local function send_raw(f)
+  ngx.req.read_body() -- all of it: the client is not cut off while still sending
+  local sock = assert(ngx.req.socket(true))
+  local text
+  if is_null(f.response) then text = fault_body({ body = f.text, body_base64 = f.text_base64 })
+  else text = tostring(f.response) end
+  text = pad_lines(text or "HTTP/1.1 200 OK\r\n\r\n", tonumber(f.pad) or 0, f.pad_line)
+  local pad = tonumber(f.pad_header)
+  if pad then text = text .. "X-Pad: " .. string.rep("a", pad) .. "\r\n" .. (is_null(f.after) and "" or f.after) end
+  sock:send(text)
+  return ngx.exit(444)
+end
+
 -- answers a fault that does not need the normal answer; returns true if it answered
 local function fault_immediate(f)
   local kind = f.kind
-  if kind == "drop" then
-    return ngx.exit(444)
-  elseif kind == "raw" then -- exactly these bytes, then the connection closes
-    local sock = ngx.req.socket(true)
-    if sock then sock:send(raw_response(f)) end
+  if kind == "raw" then
+    return send_raw(f)
+  elseif kind == "drop" then
     return ngx.exit(444)
   elseif kind == "status" then
     local status = tonumber(f.status) or 500
@@ -476,9 +504,9 @@ local function fault_immediate(f)
     if type(f.headers) == "table" then
       for k, v in pairs(f.headers) do headers[k] = tostring(v) end
     end
-    local body
-    if not is_null(f.body) then
-      body = tostring(f.body)
+    if not is_null(f.location) then headers["Location"] = tostring(f.location) end
+    local body = fault_body(f)
+    if body then
       headers["Content-Type"] = is_null(f.content_type) and "application/json" or f.content_type
     else
       body = encode({ detail = REASONS[status] or ("HTTP " .. status) })
@@ -487,7 +515,7 @@ local function fault_immediate(f)
     send({ status = status, body = body, headers = headers })
     return true
   elseif kind == "malformed" then
-    send({ status = 200, body = is_null(f.body) and '{"job_id": "x", "status": ' or tostring(f.body),
+    send({ status = 200, body = fault_body(f) or '{"job_id": "x", "status": ',
       headers = { ["Content-Type"] = "application/json" } })
     return true
   elseif kind == "html" then
@@ -528,6 +556,21 @@ local function fault_wrap(f, res)
     ngx.sleep(tonumber(f.delay) or 5)
     ngx.print(body:sub(sent + 1))
     return ngx.exit(ngx.HTTP_OK)
+  elseif kind == "fields" then
+    -- the real JSON answer with the fields of `set` replaced by raw JSON
+    -- text ("1e400", "NaN", "{}", "\"%KEY%\"", ...), each put in as given
+    local v = type(res.body) == "string" and cjson.decode(res.body)
+    if type(v) ~= "table" or type(f.set) ~= "table" then return send(res) end
+    local raw, n = {}, 0
+    for name, text in pairs(f.set) do
+      n = n + 1
+      v[name] = "\1mock-raw-" .. n .. "\1"
+      raw[n] = fault_body({ body = text })
+    end
+    if type(v.chunks) == "table" and next(v.chunks) == nil then v.chunks = EMPTY_ARRAY end
+    local body = encode(v):gsub('"\\u0001mock%-raw%-(%d+)\\u0001"', function(i) return raw[tonumber(i)] end)
+    res.body = body
+    return send(res)
   elseif kind == "huge" then
     local body = res.body or "{}"
     if body:sub(1, 1) ~= "{" then body = "{}" end
@@ -1355,7 +1398,7 @@ end
 
 local VALID_KINDS = {
   status = true, malformed = true, truncated = true, slow = true, drop = true,
-  huge = true, html = true, stall = true, throttle = true, raw = true,
+  huge = true, html = true, stall = true, throttle = true, fields = true, raw = true,
 }
 
 local function route_control(method, uri)
@@ -1395,11 +1438,18 @@ local function route_control(method, uri)
     elseif method == "POST" then
       local f, err = read_json()
       if not f then return bad(err) end
-      if type(f.match) ~= "string" or f.match == "" then return bad("match (a path, or a prefix ending in *) is required") end
-      if not VALID_KINDS[f.kind] then return bad("unknown kind: " .. tostring(f.kind)) end
-      f.times = tonumber(f.times) or 1
-      if f.times == 0 then return bad("times must be >= 1 or -1") end
-      local n = add_fault(f)
+      -- {"faults": [...]} queues several at once, in order
+      local list = type(f.faults) == "table" and f.faults or { f }
+      for _, one in ipairs(list) do
+        if type(one.match) ~= "string" or one.match == "" then
+          return bad("match (a path, or a prefix ending in *) is required")
+        end
+        if not VALID_KINDS[one.kind] then return bad("unknown kind: " .. tostring(one.kind)) end
+        one.times = tonumber(one.times) or 1
+        if one.times == 0 then return bad("times must be >= 1 or -1") end
+      end
+      local n
+      for _, one in ipairs(list) do n = add_fault(one) end
       return json_response(200, { ok = true, queued = n })
     end
     return method_not_allowed("GET, POST, DELETE")
