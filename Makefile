@@ -19,12 +19,12 @@ CFLAGS ?= -O2 -g
 WARN := -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS_ALL := -D_POSIX_C_SOURCE=200809L $(shell $(PKG_CONFIG) --cflags $(LUA_PC) libcurl) $(CPPFLAGS)
 # Never link liblua into the module: the interpreter that loads it provides it.
-LIBS := $(shell $(PKG_CONFIG) --libs libcurl) -lhiredis -lm
+LIBS := $(shell $(PKG_CONFIG) --libs libcurl) -lhiredis -lm -pthread
 SANFLAGS ?=
 
 BUILD := build/$(LUA)
 SO := $(BUILD)/viggle/core.so
-SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c csrc/redis.c
+SRCS := csrc/core.c csrc/request.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c csrc/redis.c csrc/worker.c
 HDRS := csrc/vg.h csrc/vg_compat.h csrc/buf.h
 
 # Each interpreter's C module in a directory of its own: LuaJIT's build goes
@@ -40,7 +40,7 @@ endif
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench valgrind asan fuzz nvim
+.PHONY: all deps test test-one test-all lint install uninstall clean mock demo bench bench-hosts valgrind asan tsan fuzz nvim
 
 all: $(SO)
 
@@ -101,6 +101,11 @@ demo: $(SO)
 
 bench:
 	@bash bench/run.sh
+	@bash bench/hosts/run.sh
+
+# the host benchmarks alone (issue 11: game loop, nginx, big upload)
+bench-hosts:
+	@bash bench/hosts/run.sh
 
 # The spec suite under valgrind (memcheck) and AddressSanitizer.
 valgrind: $(SO)
@@ -108,6 +113,10 @@ valgrind: $(SO)
 
 asan:
 	@bash tools/memcheck.sh asan
+
+# ThreadSanitizer on the transfer thread (csrc/worker.c)
+tsan:
+	@bash tools/memcheck.sh tsan
 
 # libFuzzer harnesses (fuzz/), each run FUZZ_SECONDS on its seed corpus.
 FUZZ_SECONDS ?= 60

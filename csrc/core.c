@@ -19,6 +19,15 @@ static int core_now(lua_State *L) {
   return 1;
 }
 
+/* core.thread_cpu() -> CPU seconds the calling thread has used: what a step
+   of the scheduler costs, whatever else the machine runs meanwhile. */
+static int core_thread_cpu(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* core.sleep(seconds): a signal (Ctrl-C) ends it early, so the interpreter's
    own interrupt handling gets its turn. */
 static int core_sleep(lua_State *L) {
@@ -63,6 +72,7 @@ static const luaL_Reg core_funcs[] = {
   {"now", core_now},
   {"redis_connect", vg_redis_connect},
   {"sleep", core_sleep},
+  {"thread_cpu", core_thread_cpu},
   {NULL, NULL}
 };
 

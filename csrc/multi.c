@@ -7,10 +7,14 @@
  *  - sockets (for hosts with their own loop): the socket and timer callbacks
  *    only record what libcurl wants watched; Lua reads it with m:changes() and
  *    m:timer() after the call returns and calls m:socket_action(fd, events).
+ *  - thread (worker.c): a thread of the C core drives the transfers; m:perform()
+ *    only collects what finished, m:poll(t) waits for that, m:fd() is a file
+ *    descriptor readable while results wait (for host loops to watch).
  * Every request in flight is anchored by a registry reference until it
  * finishes, so it cannot be collected mid-transfer: request.c makes and drops
  * it (vg_request_attach, vg_request_detach); this file never does.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +55,7 @@ int vg_multi_new(lua_State *L) {
   vg_multi *m;
   int opts = lua_istable(L, 1);
   long max_host = 0, max_total = 0, max_connects = 0;
-  int sockets = 0;
+  int sockets = 0, thread = 0;
   if (opts) {
     lua_getfield(L, 1, "max_host_connections");
     max_host = (long)luaL_optnumber(L, -1, 0);
@@ -61,7 +65,9 @@ int vg_multi_new(lua_State *L) {
     max_connects = (long)luaL_optnumber(L, -1, 0);
     lua_getfield(L, 1, "sockets");
     sockets = lua_toboolean(L, -1);
-    lua_pop(L, 4);
+    lua_getfield(L, 1, "thread");
+    thread = lua_toboolean(L, -1);
+    lua_pop(L, 5);
   }
   m = lua_newuserdata(L, sizeof *m);
   memset(m, 0, sizeof *m);
@@ -79,7 +85,10 @@ int vg_multi_new(lua_State *L) {
      used would be closed. Keep a fixed number alive instead. */
   m->max_connects = max_connects > 0 ? max_connects : 256L;
   curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, m->max_connects);
-  if (sockets) {
+  if (thread) { /* the thread itself starts with the first transfer */
+    m->worker = vg_worker_new(m->multi);
+    if (m->worker == NULL) return vg_fail(L, "cannot make the transfer thread's pipe", "OUT_OF_MEMORY");
+  } else if (sockets) {
     m->socket_mode = 1;
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, (void *)m);
@@ -95,6 +104,15 @@ static int multi_add(lua_State *L) {
   vg_request *r = vg_checkrequest(L, 2);
   CURLMcode rc;
   if (r->state != VG_READY) return luaL_argerror(L, 2, "request is not set up, or already in flight");
+  if (m->worker != NULL) {
+    int en = vg_worker_add(m->worker, r);
+    if (en == ECHILD)
+      return vg_fail(L, "this multi's transfer thread belongs to another process (made before a fork)", "MULTI_ERROR");
+    if (en != 0) return vg_fail(L, "cannot start the transfer thread", "MULTI_ERROR");
+    vg_request_attach(L, r, m, 2);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   rc = curl_multi_add_handle(m->multi, r->easy);
   if (rc != CURLM_OK) return vg_fail(L, curl_multi_strerror(rc), "MULTI_ERROR");
   vg_request_attach(L, r, m, 2);
@@ -102,10 +120,34 @@ static int multi_add(lua_State *L) {
   return 1;
 }
 
+/* Appends one transfer the thread finished to the table on top (made by
+   the first one), and ends it. */
+typedef struct vg_collect {
+  lua_State *L;
+  int n;
+} vg_collect;
+
+static void collect_one(vg_request *r, CURLcode result, void *ud) {
+  vg_collect *c = ud;
+  if (c->n == 0) lua_newtable(c->L);
+  lua_rawgeti(c->L, LUA_REGISTRYINDEX, r->anchor); /* the request, before its anchor goes */
+  lua_rawseti(c->L, -2, ++c->n);
+  vg_request_detach(c->L, r, result);
+}
+
 /* Collects finished transfers into a new table (or nil when none). */
 static int push_finished(lua_State *L, vg_multi *m) {
   CURLMsg *msg;
   int left, n = 0;
+  if (m->worker != NULL) {
+    vg_collect c;
+    c.L = L;
+    c.n = 0;
+    lua_checkstack(L, 4);
+    vg_worker_collect(m->worker, collect_one, &c);
+    if (c.n == 0) lua_pushnil(L);
+    return c.n;
+  }
   while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
     vg_request *r = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
@@ -130,6 +172,11 @@ static int multi_perform(lua_State *L) {
   int running = 0;
   CURLMcode rc;
   if (m->socket_mode) return luaL_argerror(L, 1, "this multi is driven by socket_action");
+  if (m->worker != NULL) { /* the thread performs: collect only */
+    lua_pushinteger(L, m->count);
+    push_finished(L, m);
+    return 2;
+  }
   rc = curl_multi_perform(m->multi, &running);
   if (rc != CURLM_OK) return multi_failed(L, rc);
   lua_pushinteger(L, running);
@@ -145,6 +192,10 @@ static int multi_poll(lua_State *L) {
   CURLMcode rc;
   if (t < 0) t = 0;
   if (t > 86400) t = 86400;
+  if (m->worker != NULL) {
+    lua_pushinteger(L, vg_worker_wait(m->worker, (int)(t * 1000.0 + 0.5)));
+    return 1;
+  }
   rc = curl_multi_poll(m->multi, NULL, 0, (int)(t * 1000.0 + 0.5), &numfds);
   if (rc != CURLM_OK) return multi_failed(L, rc);
   lua_pushinteger(L, numfds);
@@ -155,7 +206,7 @@ static int multi_poll(lua_State *L) {
 static int multi_timeout(lua_State *L) {
   vg_multi *m = checkmulti(L, 1);
   long ms = -1;
-  curl_multi_timeout(m->multi, &ms);
+  if (m->worker == NULL) curl_multi_timeout(m->multi, &ms); /* a thread keeps its own time */
   if (ms < 0) lua_pushnil(L); else lua_pushnumber(L, (lua_Number)ms / 1000.0);
   return 1;
 }
@@ -168,7 +219,7 @@ static int multi_socket_action(lua_State *L) {
   const char *ev = luaL_optstring(L, 3, "");
   int mask = 0, running = 0;
   CURLMcode rc;
-  if (!m->socket_mode) return luaL_argerror(L, 1, "this multi is driven by perform");
+  if (!m->socket_mode) return luaL_argerror(L, 1, "this multi is not driven by socket_action");
   if (strchr(ev, 'r')) mask |= CURL_CSELECT_IN;
   if (strchr(ev, 'w')) mask |= CURL_CSELECT_OUT;
   if (strchr(ev, 'e')) mask |= CURL_CSELECT_ERR;
@@ -226,7 +277,8 @@ static int multi_keep_connections(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 2);
   if (n > m->max_connects) {
     m->max_connects = (long)n;
-    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, m->max_connects);
+    if (m->worker != NULL) vg_worker_set(m->worker, m->max_connects, -1);
+    else curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, m->max_connects);
   }
   return 0;
 }
@@ -238,9 +290,18 @@ static int multi_max_host_connections(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) {
     lua_Integer n = luaL_checkinteger(L, 2);
     m->max_host = n > 0 ? (long)n : 0L;
-    curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host);
+    if (m->worker != NULL) vg_worker_set(m->worker, -1, m->max_host);
+    else curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host);
   }
   lua_pushinteger(L, (lua_Integer)m->max_host);
+  return 1;
+}
+
+/* m:fd() -> a file descriptor readable while finished transfers wait to be
+   collected (a thread multi), or nil. */
+static int multi_fd(lua_State *L) {
+  vg_multi *m = checkmulti(L, 1);
+  if (m->worker == NULL) lua_pushnil(L); else lua_pushinteger(L, vg_worker_fd(m->worker));
   return 1;
 }
 
@@ -254,6 +315,9 @@ static int multi_count(lua_State *L) {
    is detached (it ends as ABORTED) before the multi handle goes. */
 static int multi_close(lua_State *L) {
   vg_multi *m = luaL_checkudata(L, 1, VG_MULTI_MT);
+  /* The thread goes first: then every handle is this thread's to remove. */
+  vg_worker_free(m->worker);
+  m->worker = NULL;
   while (m->head != NULL) vg_request_detach(L, m->head, CURLE_ABORTED_BY_CALLBACK);
   if (m->multi != NULL) {
     curl_multi_cleanup(m->multi);
@@ -281,6 +345,7 @@ static const luaL_Reg multi_methods[] = {
   {"timer", multi_timer},
   {"remove", multi_remove},
   {"count", multi_count},
+  {"fd", multi_fd},
   {"keep_connections", multi_keep_connections},
   {"max_host_connections", multi_max_host_connections},
   {"close", multi_close},

@@ -20,6 +20,7 @@
 enum vg_state { VG_IDLE = 0, VG_READY, VG_RUNNING, VG_DONE, VG_CLOSED };
 
 struct vg_multi;
+typedef struct vg_worker vg_worker;
 
 typedef struct vg_request {
   CURL *easy;               /* NULL once closed */
@@ -53,6 +54,8 @@ typedef struct vg_request {
   int plain;
   int plain_verify, plain_follow;
   char *plain_ua, *plain_ca;
+  int wstate;               /* where it is in a worker (worker.c), under its lock */
+  curl_off_t wprogress[4];  /* dlnow, dltotal, ulnow, ultotal, from a worker's thread */
 } vg_request;
 
 typedef struct vg_sockchange {
@@ -71,6 +74,7 @@ typedef struct vg_multi {
   size_t nchanges, capchanges;
   long timer_ms;            /* recorded by the timer callback */
   int timer_changed;
+  vg_worker *worker;        /* a thread drives this multi (worker.c), or NULL */
 } vg_multi;
 
 /* The files call each other one way: core.c -> multi.c -> request.c ->
@@ -109,6 +113,22 @@ size_t vg_part_validator(const char *meta, char *out, size_t cap);
 /* multi.c */
 void vg_multi_open(lua_State *L);
 int vg_multi_new(lua_State *L);
+
+/* worker.c: a multi driven on a thread of its own */
+vg_worker *vg_worker_new(CURLM *multi);
+int vg_worker_fd(const vg_worker *w);
+int vg_worker_add(vg_worker *w, vg_request *r);
+void vg_worker_remove(vg_worker *w, vg_request *r);
+size_t vg_worker_collect(vg_worker *w, void (*fn)(vg_request *, CURLcode, void *), void *ud);
+int vg_worker_wait(vg_worker *w, int ms);
+void vg_worker_set(vg_worker *w, long max_connects, long max_host);
+void vg_worker_progress(const vg_request *r, curl_off_t out[4]);
+void vg_worker_store_progress(vg_request *r, curl_off_t dlnow, curl_off_t dltotal, curl_off_t ulnow,
+                              curl_off_t ultotal);
+void vg_worker_free(vg_worker *w);
+/* request.c: makes libcurl report progress to the request (its counters,
+   and the stall check when it has one), or stops it. */
+void vg_request_report_progress(vg_request *r, int on);
 
 /* error.c */
 /* Pushes nil, msg, code: how the world's refusals come back (as liolib's

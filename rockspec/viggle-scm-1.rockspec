@@ -31,9 +31,9 @@ build = {
   modules = {
     ["viggle.core"] = {
       sources = { "csrc/core.c", "csrc/request.c", "csrc/multi.c", "csrc/part.c", "csrc/json.c", "csrc/buf.c",
-                  "csrc/error.c", "csrc/redis.c" },
+                  "csrc/error.c", "csrc/redis.c", "csrc/worker.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "hiredis", "m" },
+      libraries = { "curl", "hiredis", "m", "pthread" },
     },
     ["viggle"] = "lua/viggle/init.lua",
     ["viggle.client"] = "lua/viggle/client.lua",

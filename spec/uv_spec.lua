@@ -95,6 +95,21 @@ describe("viggle.uv (luv host loop)", function()
     assert.matches("loop ended", out)
   end)
 
+  it("tasks that a turn's step budget left over run at the next turn", function()
+    viggle.configure({ step_budget = 0.0005 })
+    finally(function() viggle.configure({ step_budget = 0.002 }) end)
+    local ran = 0
+    for _ = 1, 40 do
+      viggle.spawn(function()
+        local t = core.now()
+        while core.now() - t < 0.0002 do end
+        ran = ran + 1
+      end)
+    end
+    uv.run()
+    assert.are.equal(40, ran)
+  end)
+
   it("a failing transfer ends the await with the right kind", function()
     local id = m:job({ id = "job_gone" })
     m:fault({ match = "/api/render/" .. id, kind = "status", status = 404, body = '{"detail":"Job not found"}' })

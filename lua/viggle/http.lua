@@ -119,7 +119,7 @@ _M.OPTIONS = {
                resume = "boolean", stall_timeout = "number" },
   run = with(AWAIT, { output = "string", overwrite = "boolean", mask = "boolean", on_download = "function",
                       on_created = "function", upload_timeout = "number", on_asset = "function" }),
-  configure = { max_host_connections = "count", max_connects = "count" },
+  configure = { max_host_connections = "count", max_connects = "count", step_budget = "number" },
   -- characters and scenes (viggle.assets; their await takes await's options)
   create = { timeout = "number", retries = "count" },
   get = { timeout = "number", retries = "count" },

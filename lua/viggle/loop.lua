@@ -1,19 +1,22 @@
 --- The scheduler: tasks (coroutines) that yield while their transfers are in
---- flight and while they sleep, driven by one libcurl multi.
+--- flight and while they sleep. The transfers of tasks run on a thread of the
+--- C core (a libcurl multi of its own, csrc/worker.c): the bytes move while
+--- the host does its own work, and the scheduler only collects results.
 ---
 --- Every client method calls `loop.transfer` and `loop.sleep`. Inside a task
---- they yield to the scheduler; outside one they block (a private multi for
---- transfers, a real sleep), so a user changes nothing between the two.
+--- they yield to the scheduler; outside one they block (libcurl's own loop,
+--- a real sleep), so a user changes nothing between the two. Inside nginx
+--- both yield to nginx wherever its Lua module can yield (viggle.ngx), and
+--- tasks have one scheduler per request.
 --- A host with its own loop either calls `step(0)` every frame, or installs
---- a driver (viggle.uv) that watches libcurl's sockets itself. Inside nginx
---- the waits and the ownership of tasks are viggle.ngx's. See
---- docs/architecture.md.
+--- a driver (viggle.uv) that watches the thread's wake-up descriptor. See
+--- docs/architecture.md and docs/hosts.md.
 local core = require("viggle.core")
 local errors = require("viggle.errors")
 local heap = require("viggle.heap")
 
-local coroutine, setmetatable, select, type, error, pairs, ipairs, next, pcall, tostring = coroutine, setmetatable,
-  select, type, error, pairs, ipairs, next, pcall, tostring
+local coroutine, setmetatable, select, type, error, pairs, ipairs, pcall, tostring = coroutine, setmetatable,
+  select, type, error, pairs, ipairs, pcall, tostring
 local unpack = table.unpack or unpack ---@diagnostic disable-line: deprecated
 local now, core_sleep, huge, min, max = core.now, core.sleep, math.huge, math.min, math.max
 local co_running, co_yield, co_resume, co_status, co_create = coroutine.running, coroutine.yield,
@@ -26,16 +29,36 @@ local _M = {}
 local Task = {}
 Task.__index = Task
 
--- Scheduler state (one per Lua state).
+-- A scheduler's state. There is one per Lua state, except inside nginx: one
+-- per request (viggle.ngx), since a coroutine belongs to the request that
+-- made it and only that request may resume it.
+local function new_scheduler()
+  return {
+    live = 0,                -- tasks not yet ended
+    alive = {},              -- those tasks (task -> true)
+    ready = {}, ready_n = 0, -- tasks to resume, in order
+    timers = heap.new(),     -- min-heap of {at, task, token}
+    -- run_failures: tasks that raised during the run() now running
+    -- wake = function(s) end: set by a host whose waits must be woken
+  }
+end
+local main = new_scheduler()
+local host -- viggle.ngx inside nginx, else nil
+do
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.get_phase and ngx.timer then host = require("viggle.ngx") end
+end
+-- The scheduler of the caller.
+local function sched()
+  if host then return host.scheduler(main, new_scheduler) end
+  return main
+end
+
 local by_co = setmetatable({}, { __mode = "k" }) -- coroutine -> task
-local live = 0                                    -- tasks not yet ended
-local alive = {}                                  -- those tasks (task -> true)
 local running                                     -- the task being resumed now
-local ready, ready_n = {}, 0                      -- tasks to resume, in order
-local timers = heap.new()                         -- min-heap of {at, task, token}
-local waiting = {}                                -- request -> task
+local waiting = {}                                -- request -> task, or a host's waiter (a plain wait)
 local driver                                      -- how transfers are driven (see below)
-local run_failures                                -- tasks that raised during the run() now running
+local step_budget = 0.002                         -- seconds step() may spend running tasks
 
 -- A cancelled wait raises this sentinel inside the task; it ends the task.
 local CANCEL = setmetatable({}, { __tostring = function() return "viggle: task cancelled" end })
@@ -67,8 +90,8 @@ function _M.release(r)
 end
 
 -- ---- drivers ----------------------------------------------------------------
--- Inside nginx, waits go through viggle.ngx (they yield to nginx where they may).
-local host = rawget(_G, "ngx") and require("viggle.ngx")
+-- Inside nginx, waits go through viggle.ngx (they yield to nginx, or raise
+-- where nginx cannot yield).
 local function host_sleep(seconds)
   if host then return host.sleep(seconds) end
   core_sleep(seconds)
@@ -92,11 +115,12 @@ function _M.new_multi(extra)
   return core.multi(o)
 end
 
--- The default driver: a multi in perform/poll mode, driven by step().
+-- The default driver: a multi on the C core's transfer thread; step()
+-- collects what finished and waits on the thread's wake-up descriptor.
 local function default_driver()
-  local m, msg, code = _M.new_multi()
+  local m, msg, code = _M.new_multi({ thread = true })
   if not m then return nil, msg, code end
-  return {
+  local d = {
     multi = m,
     builtin = true,
     add = function(r) return m:add(r) end,
@@ -104,16 +128,13 @@ local function default_driver()
     count = function() return m:count() end,
     drive = function() local _, finished = m:perform() return finished end,
     wait = function(t)
-      if m:count() > 0 then
-        local want = m:timeout()
-        if want and want < t then t = want end
-        m:poll(t)
-      elseif t > 0 then
-        host_sleep(t)
-      end
+      if m:count() > 0 then m:poll(t)
+      elseif t > 0 then host_sleep(t) end
     end,
     wake = function() end,
   }
+  if host then host.adopt(d, _M.dispatch) end
+  return d
 end
 
 -- The driver, made on first use; or nil, msg, code.
@@ -139,13 +160,21 @@ local mux = setmetatable({}, { __mode = "k" })
 
 --- Sets how the scheduler's connections are managed: `max_host_connections`
 --- (a cap on connections to one host; further requests queue), and
---- `max_connects` (idle connections kept alive, default 256). Takes effect at
---- once when nothing is in flight, else raises.
----@param opts {max_host_connections: integer?, max_connects: integer?}
+--- `max_connects` (idle connections kept alive, default 256): these take
+--- effect at once when nothing is in flight, else raise. `step_budget`:
+--- the seconds one step() may spend running tasks (default 0.002).
+---@param opts {max_host_connections: integer?, max_connects: integer?, step_budget: number?}
 ---@return nil
 function _M.configure(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
   require("viggle.http").check_opts(opts, "configure")
+  if opts.step_budget ~= nil then
+    if type(opts.step_budget) ~= "number" or opts.step_budget < 0 then
+      error("bad option 'step_budget' to 'configure' (non-negative number expected)", 2)
+    end
+    step_budget = opts.step_budget
+    if opts.max_host_connections == nil and opts.max_connects == nil then return end
+  end
   if in_flight() > 0 or (blocking_multi and blocking_multi:count() > 0) then
     error("viggle.configure: transfers are in flight", 2)
   end
@@ -221,16 +250,19 @@ local function make_ready(task, ...)
   task.status = "ready"
   task.token = task.token + 1 -- any timer or request still pointing here is stale
   task.resume_args = select("#", ...) > 0 and { n = select("#", ...), ... } or nil
-  ready_n = ready_n + 1
-  ready[ready_n] = task
+  local s = task.sched
+  s.ready_n = s.ready_n + 1
+  s.ready[s.ready_n] = task
+  if s.wake then s:wake() end
   if driver then driver.wake() end
 end
 
 local report -- (below)
 
 local function finish(task, ok, ...)
-  live = live - 1
-  alive[task] = nil
+  local s = task.sched
+  s.live = s.live - 1
+  s.alive[task] = nil
   if ok then
     task.status = "done"
     task.results = { n = select("#", ...), ... }
@@ -242,8 +274,8 @@ local function finish(task, ok, ...)
     else
       task.status = "failed"
       task.error = err
-      if run_failures then
-        run_failures[#run_failures + 1] = task
+      if s.run_failures then
+        s.run_failures[#s.run_failures + 1] = task
       elseif not task.joined and not task.joiners then
         report(task, err) -- nobody will hear of it otherwise (a host loop drives the tasks)
       end
@@ -318,32 +350,17 @@ finish_or_not = function(task, ok, ...)
   end
 end
 
--- Ends every live task without resuming it (viggle.ngx: the request that
--- made them has left them behind).
-local function abandon()
-  for task in pairs(alive) do task.cancelled = true end
-  while next(alive) do
-    local task = next(alive)
-    local r = task.waiting_for
-    if r and r:state() == "running" then
-      waiting[r] = nil
-      driver.remove(r)
-    end
-    finish(task, false, CANCEL)
-  end
-end
-
 --- Starts `fn(...)` as a task. It runs at the next step (or run).
 ---@return viggle.Task
 ---@param fn function
 ---@param ... any arguments for fn
 function _M.spawn(fn, ...)
   if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
-  if host then host.claim(live, abandon) end
-  local task = setmetatable({ co = co_create(fn), status = "ready", token = 0 }, Task)
+  local s = sched()
+  local task = setmetatable({ co = co_create(fn), status = "ready", token = 0, sched = s }, Task)
   by_co[task.co] = task
-  live = live + 1
-  alive[task] = true
+  s.live = s.live + 1
+  s.alive[task] = true
   make_ready(task, ...)
   return task
 end
@@ -363,7 +380,7 @@ local function suspend(task)
 end
 
 local function add_timer(task, at)
-  timers:push({ at, task, task.token })
+  task.sched.timers:push({ at, task, task.token })
 end
 
 --- Sleeps `seconds`: yields inside a task (and to nginx inside nginx), blocks outside.
@@ -379,9 +396,39 @@ function _M.sleep(seconds)
   suspend(task)
 end
 
+-- Inside nginx, outside a task: the transfer runs on the thread while this
+-- coroutine waits on nginx (the host wakes it when the thread is done).
+local function host_transfer(r, tick, tick_every)
+  local wake = host.waiter() -- raises where nginx cannot yield: before anything is sent
+  local d, msg, code = get_driver()
+  local ok = d and true
+  if d then ok, msg, code = d.add(r) end
+  if not ok then
+    wake.done()
+    return nil, msg, code
+  end
+  waiting[r] = wake
+  local next_tick = tick and now() + tick_every
+  while r:state() == "running" do
+    wake.wait(next_tick and max(next_tick - now(), 0) or 1)
+    if next_tick and r:state() == "running" and now() >= next_tick then
+      if tick() == false then
+        waiting[r] = nil
+        d.remove(r)
+        break
+      end
+      next_tick = now() + tick_every
+    end
+  end
+  waiting[r] = nil
+  wake.done()
+  return r:result()
+end
+
 --- Performs a set-up request to its end. Inside a task it yields; outside it
---- blocks. `tick` (optional) is called about every `tick_every` seconds while
---- the transfer runs (for progress); returning false abandons the transfer.
+--- blocks (inside nginx it yields to nginx). `tick` (optional) is called about
+--- every `tick_every` seconds while the transfer runs (for progress);
+--- returning false abandons the transfer.
 --- Returns the request's result; failures (of the transfer, or of making a
 --- multi or adding the request to it) as nil, message, code.
 ---@param r userdata a set-up request
@@ -394,6 +441,7 @@ function _M.transfer(r, tick, tick_every)
   local task = _M.current()
   tick_every = tick_every or 0.25
   if not task then
+    if host then return host_transfer(r, tick, tick_every) end
     if not tick then return r:perform() end -- libcurl's own loop: the least CPU
     if not blocking_multi then
       local msg, code
@@ -439,22 +487,23 @@ function _M.transfer(r, tick, tick_every)
   return r:result()
 end
 
--- Wakes the tasks whose transfers finished.
+-- Wakes the tasks (and the plain waits) whose transfers finished.
 local function dispatch(finished)
   if not finished then return end
   for i = 1, #finished do
     local r = finished[i]
-    local task = waiting[r]
-    if task then
+    local w = waiting[r]
+    if w then
       waiting[r] = nil
-      make_ready(task)
+      if w.co then make_ready(w) else w.wake() end
     end
   end
 end
 _M.dispatch = dispatch
 
 -- Moves due timers to the ready queue; returns the next due time or nil.
-local function expire_timers(t)
+local function expire_timers(s, t)
+  local timers = s.timers
   while timers.n > 0 do
     local e = timers[1]
     if e[1] > t then return e[1] end
@@ -465,14 +514,24 @@ local function expire_timers(t)
   return nil
 end
 
-local function run_ready()
-  local n = ready_n
+-- Resumes the ready tasks, in order, until `deadline` (if any) passes: the
+-- rest keep their turn, before those that became ready meanwhile.
+local function run_ready(s, deadline)
+  local n = s.ready_n
   if n == 0 then return 0 end
-  local batch = ready
-  ready, ready_n = {}, 0
+  local batch = s.ready
+  s.ready, s.ready_n = {}, 0
   for i = 1, n do
     local task = batch[i]
     if task.status == "ready" then resume(task) end
+    if deadline and i < n and now() >= deadline then
+      local rest, k = {}, 0
+      for j = i + 1, n do k = k + 1 rest[k] = batch[j] end
+      for j = 1, s.ready_n do k = k + 1 rest[k] = s.ready[j] end
+      s.ready, s.ready_n = rest, k
+      if driver then driver.wake() end -- a host loop (viggle.uv) turns again soon
+      return i
+    end
   end
   return n
 end
@@ -480,6 +539,7 @@ end
 --- Seconds until the scheduler next has work (timers), or nil.
 ---@return number|nil
 function _M.next_timer()
+  local timers = sched().timers
   return timers.n > 0 and timers[1][1] or nil
 end
 
@@ -496,31 +556,43 @@ local function drive()
   if in_flight() > 0 then dispatch(driver.drive()) end
 end
 
---- One turn: advance transfers, wake due tasks, run what is ready. Waits at
---- most `timeout` seconds (0: never blocks) when nothing is ready. Raises
---- when called inside a task.
+--- One turn: collect finished transfers, wake due tasks, run what is ready.
+--- Waits at most `timeout` seconds (0: never blocks) when nothing is ready.
+--- Running tasks stops once the step budget (viggle.configure{step_budget},
+--- default 2 ms) is spent; the rest run at the next step. The transfers
+--- themselves never run here: they move on the C core's thread meanwhile.
+--- Raises when called inside a task.
 ---@param timeout number|nil seconds to wait at most when nothing is ready (default 0)
 ---@return integer live tasks
 function _M.step(timeout)
   not_in_task("viggle.step")
   timeout = timeout or 0
+  local s = sched()
+  local t0 = now()
   drive()
-  local next_at = expire_timers(now())
-  local ran = run_ready()
-  if ran == 0 and ready_n == 0 and timeout > 0 and live > 0 and (next_at or in_flight() > 0) then
+  local next_at = expire_timers(s, t0)
+  local ran = run_ready(s, t0 + step_budget)
+  if ran == 0 and s.ready_n == 0 and timeout > 0 and s.live > 0 and (next_at or in_flight() > 0) then
     local t = timeout
     if next_at then t = min(t, max(next_at - now(), 0)) end
-    if driver then driver.wait(t) else host_sleep(t) end
+    if host then host.wait(s, t)
+    elseif driver then driver.wait(t)
+    else host_sleep(t) end
     drive()
-    expire_timers(now())
-    run_ready()
+    local t1 = now()
+    expire_timers(s, t1)
+    run_ready(s, t1 + step_budget)
   end
-  return live
+  return s.live
 end
 
--- Every task is suspended on something only another task can give.
-local function stuck()
-  return ready_n == 0 and timers.n == 0 and in_flight() == 0
+-- Every task of `s` is suspended on something only another task can give.
+local function stuck(s)
+  if s.ready_n > 0 or s.timers.n > 0 then return false end
+  for _, w in pairs(waiting) do
+    if w.sched == s then return false end
+  end
+  return true
 end
 local STUCK = "every remaining task is waiting on another: nothing can progress"
 
@@ -531,17 +603,18 @@ local STUCK = "every remaining task is waiting on another: nothing can progress"
 ---@return any err
 function _M.run()
   not_in_task("viggle.run")
-  local outer = run_failures
+  local s = sched()
+  local outer = s.run_failures
   local mine = {}
-  run_failures = mine
-  while live > 0 do
-    if stuck() then
-      run_failures = outer
+  s.run_failures = mine
+  while s.live > 0 do
+    if stuck(s) then
+      s.run_failures = outer
       return false, errors.new("cancelled", STUCK)
     end
     _M.step(huge)
   end
-  run_failures = outer
+  s.run_failures = outer
   for _, t in ipairs(mine) do
     if not t.joined then return false, t.error end
   end
@@ -582,7 +655,7 @@ function Task:join()
       suspend(me)
     else
       not_in_task("task:join")
-      if stuck() then return false, errors.new("cancelled", STUCK) end
+      if stuck(self.sched) then return false, errors.new("cancelled", STUCK) end
       _M.step(huge)
     end
   end

@@ -1,7 +1,9 @@
 --- Drives viggle's scheduler from a libuv loop: luv (`require "luv"`), or
---- Neovim's `vim.uv` / `vim.loop`. libcurl's sockets are watched by uv poll
---- handles and its timeouts by a uv timer, so the host's loop never blocks
---- on a transfer; tasks (viggle.spawn) are resumed from the host's loop.
+--- Neovim's `vim.uv` / `vim.loop`. The transfers run on the C core's
+--- transfer thread; a uv poll handle watches its wake-up descriptor and
+--- collects finished transfers, and a uv timer runs the tasks' timers, so the
+--- host's loop never blocks on a transfer nor spends its time moving bytes;
+--- tasks (viggle.spawn) are resumed from the host's loop.
 ---
 ---   local uv = require("luv")
 ---   require("viggle.uv").install(uv)
@@ -14,7 +16,7 @@
 local core = require("viggle.core")
 local loop = require("viggle.loop")
 
-local pairs, error, math_max, floor = pairs, error, math.max, math.floor
+local error, math_max, floor = error, math.max, math.floor
 
 local _M = {}
 
@@ -25,58 +27,45 @@ local installed
 ---@field max_connects integer|nil connections kept alive (default 256)
 ---@field wait fun(seconds: number)|nil how a wait outside a task turns the host's loop (default: uv.run("once"))
 
--- Tells libcurl about activity on fd (-1: its timer), wakes the tasks whose
--- transfers ended, and applies what libcurl asked for meanwhile.
-local function act(d, fd, events)
-  local _, finished = d.multi:socket_action(fd, events)
-  loop.dispatch(finished)
-  d.apply()
-end
-
 local function ms(seconds) return math_max(0, floor(seconds * 1000 + 0.5)) end
 
--- Applies what libcurl asked for during the last call into it: the sockets
--- to watch (uv poll handles) and its timer.
-local function apply(d)
-  local uv, m, polls = d.uv, d.multi, d.polls
-  local changes = m:changes()
-  if changes then
-    for i = 1, #changes, 2 do
-      local fd, what = changes[i], changes[i + 1]
-      local p = polls[fd]
-      if what == "remove" then
-        if p then
-          p:stop()
-          p:close()
-          polls[fd] = nil
-        end
-      elseif what ~= "none" then
-        if not p then
-          p = uv.new_socket_poll(fd)
-          polls[fd] = p
-        end
-        p:start(what, function(err, events) act(d, fd, err and "e" or (events or "")) end)
-      end
+-- Multis given up (viggle.configure, uninstall) with their stopped watchers:
+-- kept, never closed, so that no new descriptor takes the number of one a uv
+-- handle still names (closing a handle then would unregister the new one;
+-- and luv crashes at exit on a handle closed after the loop's last run).
+local retired = {}
+
+-- A multi on the transfer thread and the uv poll handle that watches its
+-- wake-up descriptor; the handle runs only while transfers are in flight (an
+-- active handle keeps uv.run() from returning).
+local function new_multi(d, multi_opts)
+  d.multi = assert(loop.new_multi(multi_opts))
+  d.watcher = d.uv.new_poll(d.multi:fd())
+  d.watching = false
+end
+
+-- Starts or stops the watcher as transfers are in flight or not.
+local function watch(d)
+  if d.multi:count() > 0 then
+    if not d.watching then
+      d.watching = true
+      d.watcher:start("r", function()
+        local _, finished = d.multi:perform()
+        loop.dispatch(finished)
+        watch(d)
+      end)
     end
-  end
-  local changed, secs = m:timer()
-  if changed then
-    d.curl_timer:stop()
-    if secs then
-      d.curl_timer:start(ms(secs), 0, function() act(d, -1) end)
-    end
+  elseif d.watching then
+    d.watching = false
+    d.watcher:stop()
   end
 end
 
--- Closes the multi and every uv handle watching its sockets.
-local function close_multi(d)
-  for fd, p in pairs(d.polls) do
-    p:stop()
-    p:close()
-    d.polls[fd] = nil
-  end
-  d.curl_timer:stop()
-  d.multi:close()
+-- Gives the multi up (nothing in flight).
+local function retire_multi(d)
+  d.watcher:stop()
+  d.watching = false
+  retired[#retired + 1] = { d.multi, d.watcher }
 end
 
 -- A wait outside a task (task:join, viggle.run, await_all called from
@@ -100,7 +89,7 @@ local function driver_functions(d, uv, opts)
   local function turn()
     scheduled = false
     loop.step(0)
-    d.apply()
+    watch(d)
     local at = loop.next_timer()
     task_timer:stop()
     if at then task_timer:start(ms(at - core.now()), 0, run_soon) end
@@ -114,15 +103,15 @@ local function driver_functions(d, uv, opts)
   end
   d.add = function(r)
     local ok, err, code = d.multi:add(r)
-    if ok then d.apply() end
+    if ok then watch(d) end
     return ok, err, code
   end
   d.remove = function(r)
     d.multi:remove(r)
-    d.apply()
+    watch(d)
   end
   d.count = function() return d.multi:count() end
-  d.drive = function() return nil end -- the uv callbacks drive
+  d.drive = function() local _, finished = d.multi:perform() return finished end
   d.wait = opts.wait or default_wait(uv)
   d.wake = run_soon
   d.stop_timers = function()
@@ -140,30 +129,29 @@ end
 function _M.install(uv, opts)
   opts = require("viggle.http").check_opts(opts, "install")
   if installed then return installed end
-  if type(uv) ~= "table" or not uv.new_timer or not uv.new_socket_poll then
+  if type(uv) ~= "table" or not uv.new_timer or not uv.new_poll then
     error("bad argument #1 to 'install' (luv, vim.uv or vim.loop expected)", 2)
   end
-  local multi_opts = { sockets = true, max_connects = opts.max_connects }
-  local d = { uv = uv, polls = {}, curl_timer = uv.new_timer() } -- polls: fd -> uv poll handle
-  d.multi = assert(loop.new_multi(multi_opts))
-  d.apply = function() return apply(d) end
+  local multi_opts = { thread = true, max_connects = opts.max_connects }
+  local d = { uv = uv }
+  new_multi(d, multi_opts)
   driver_functions(d, uv, opts)
 
   --- Makes the multi again (viggle.configure, nothing in flight).
   function d.remake()
-    close_multi(d)
-    d.multi = assert(loop.new_multi(multi_opts))
+    retire_multi(d)
+    new_multi(d, multi_opts)
   end
 
-  --- Removes the driver (transfers still in flight end as cancelled). Its
-  --- timers are stopped, not closed: the host's loop frees them at its end.
+  --- Removes the driver (nothing may be in flight). Its timers and watcher
+  --- are stopped, not closed: the host's loop frees them at its end.
   function d.uninstall()
     if d.multi:count() > 0 then
       error("viggle.uv: uninstall while transfers are in flight; cancel their tasks first", 2)
     end
     installed = nil
     loop.set_driver(nil)
-    close_multi(d)
+    retire_multi(d)
     d.stop_timers()
   end
 

@@ -103,6 +103,26 @@ function _M.threads()
   answer({ results = results, t_start = t0, t_end = now() })
 end
 
+function _M.download()
+  local a = ngx.req.get_uri_args()
+  local c = client(args())
+  local t0 = now()
+  local path, info = c:download(a.url, a.path, { overwrite = true })
+  answer({ path = path, bytes = path and info.bytes, err = not path and tostring(info) or nil,
+           t_start = t0, t_end = now() })
+end
+
+-- In log_by_lua: a status call must raise (nothing can yield there).
+function _M.status_in_log()
+  local c = client(args())
+  local ok, err = pcall(c.status, c, ngx.var.arg_id or "job_x")
+  ngx.shared.viggle_spec:set("in_log", ok and "returned" or tostring(err))
+end
+
+function _M.in_log_result()
+  answer({ raised = ngx.shared.viggle_spec:get("in_log") })
+end
+
 -- A handler that raises after viggle.spawn: its task is left behind.
 function _M.spawn_raise()
   viggle.spawn(function() viggle.sleep(0.01) end)

@@ -5,7 +5,7 @@
 --   local h = assert(host.start({ mock_url = m.base_url }))
 --   h.url .. "/ping"; h:get("/ping") -> body, seconds; h:stop()
 local support = require("spec.support")
-local q, capture, read_file = support.q, support.capture, support.read_file
+local q, capture, read_file, sleep = support.q, support.capture, support.read_file, support.sleep
 
 local M = {}
 
@@ -36,6 +36,38 @@ function Host:get_bg(path, max_time)
 end
 
 function M.done(file) return read_file(file) ~= nil end
+
+--- The answer in a file of get_bg (removed), or nil when empty.
+function M.read(file)
+  local text = read_file(file)
+  os.remove(file)
+  if text == nil or text == "" then return nil end
+  return text
+end
+
+--- GET /ping every `every` seconds from one curl process (in the background)
+--- until :stop(), which returns the pings {latency (seconds), handled (the
+--- handler's core.now()), pid}.
+function M.pinger(h, every)
+  local out = os.tmpname()
+  local n = math.floor(120 / every)
+  local pid = capture("curl -s --rate " .. math.floor(1 / every + 0.5) .. "/s -w 'PING %{http_code} %{time_total}\\n' "
+    .. q(h.url .. "/ping?n=[1-" .. n .. "]") .. " > " .. q(out) .. " 2>/dev/null & echo $!"):match("%d+")
+  return { stop = function()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    sleep(0.05)
+    local pings = {}
+    for body, code, t in (read_file(out) or ""):gmatch("([^\n]*)\nPING (%d+) ([%d.]+)") do
+      if code == "200" then
+        pings[#pings + 1] = { latency = tonumber(t), handled = tonumber(body:match('"t":([%d.]+)')),
+                              pid = tonumber(body:match('"pid":(%d+)')) }
+      end
+    end
+    os.remove(out)
+    return pings
+  end }
+end
+
 
 --- start{mock_url = ...} -> host object {url, port, prefix} | nil, err
 function M.start(opts)

@@ -34,28 +34,20 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
   end)
   before_each(function() m:reset() end)
 
-  -- GET path in the background; meanwhile GET /ping every `every` seconds.
-  -- Returns the decoded answer of path and the pings {sent, handled,
-  -- latency, pid}, `sent`/`handled` on core.now()'s clock (the handlers use
+  -- GET path in the background; meanwhile GET /ping every `every` seconds
+  -- (from one curl process). Returns the decoded answer of path and the pings
+  -- {handled, latency, pid}, `handled` on core.now()'s clock (the handlers use
   -- the same CLOCK_MONOTONIC).
   local function probe(path, every, max_time)
+    local pinger = nginx_host.pinger(h, every)
+    sleep(0.05)
     local file = h:get_bg(path, max_time or 20)
-    local pings = {}
     local deadline = now() + (max_time or 20) + 5
-    sleep(0.03)
-    while not nginx_host.done(file) and now() < deadline do
-      local sent = now()
-      local body, latency = h:get("/ping", 5)
-      assert(body, "/ping failed: " .. tostring(latency) .. "\n" .. h:error_log())
-      local p = cjson.decode(body)
-      pings[#pings + 1] = { sent = sent, handled = p.t, latency = latency, pid = p.pid }
-      sleep(every)
-    end
-    local f = assert(io.open(file, "rb"))
-    local text = f:read("*a")
-    f:close()
-    os.remove(file)
-    assert(text ~= "", path .. ": no answer\n" .. h:error_log())
+    while not nginx_host.done(file) and now() < deadline do sleep(0.02) end
+    sleep(0.05)
+    local pings = pinger:stop()
+    local text = nginx_host.read(file)
+    assert(text, path .. ": no answer\n" .. h:error_log())
     return cjson.decode(text), pings
   end
 
@@ -103,7 +95,7 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.are.equal("complete", r.status)
     assert.is_true(r.t_end - r.t_start > 1.2, fmt("await took %.2f s", r.t_end - r.t_start))
     local inside = during(r, pings)
-    assert.is_true(#inside >= 8, "pings answered during the await: " .. #inside)
+    assert.is_true(#inside >= 5, "pings answered during the await: " .. #inside)
     for _, p in ipairs(inside) do
       assert.are.equal(r.pid, p.pid) -- the same (only) worker
       assert.is_true(p.latency < 0.1, "/ping took " .. ms(p.latency))
@@ -131,45 +123,50 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
       assert.are.equal(r.pid, other.pid)
     end
     local inside = during(r, pings)
-    assert.is_true(#inside >= 8, "pings answered during the awaits: " .. #inside)
+    assert.is_true(#inside >= 5, "pings answered during the awaits: " .. #inside)
     assert.is_true(worst(inside) < 0.1, "slowest /ping: " .. ms(worst(inside)))
   end)
 
-  it("a status transfer blocks the worker for its whole length (the API answering in 0.2 s: /ping waits up to 0.2 s)",
-    function()
+  it("a status call whose answer takes 0.2 s holds no one: /ping answers within 20 ms meanwhile", function()
     m:config({ delay = 0.2 })
     local one = cjson.decode((assert(h:get("/status?id=" .. m:job({ id = "ngx_one" })))))
-    assert.is_true(one.seconds >= 0.2 and one.seconds < 0.28, "one transfer: " .. ms(one.seconds))
+    assert.are.same({ "ngx_one", "queued" }, { one.job_id, one.status })
+    assert.is_true(one.seconds >= 0.2 and one.seconds < 0.4, "one status call: " .. ms(one.seconds))
 
     local id = m:job({ id = "ngx_slow", advance = "time", step = 0.3 })
     local r, pings = probe("/await?id=" .. id .. "&interval=0.2", 0.03)
     assert.are.equal("complete", r.status)
     local inside = during(r, pings)
     assert.is_true(#inside >= 15, "pings answered during the await: " .. #inside)
-    local slowest = worst(inside)
-    -- a ping that arrives during a transfer waits for the rest of it ...
-    assert.is_true(slowest >= 0.1, "slowest /ping: " .. ms(slowest))
-    -- ... and never longer than one transfer: the wait after it yields again
-    for _, p in ipairs(inside) do
-      assert.is_true(p.latency < 0.2 + 0.08, "/ping took " .. ms(p.latency))
-    end
-    local fast = 0
-    for _, p in ipairs(inside) do if p.latency < 0.05 then fast = fast + 1 end end
-    assert.is_true(fast >= 3, "pings answered at once (during the sleeps): " .. fast)
+    assert.is_true(worst(inside) < 0.02, "slowest /ping: " .. ms(worst(inside)))
     -- the sleep after a 0.2 s transfer is still the whole interval
     local _, min_pause = polls(id)
     assert.is_true(min_pause > 0.17, "shortest pause between polls: " .. ms(min_pause))
   end)
 
-  it("the client's timeout bounds how long one transfer can hold the worker", function()
+  it("the client's timeout ends a transfer that takes too long, and the worker answers meanwhile", function()
     local id = m:job({ id = "ngx_stuck" })
     m:fault({ match = "/api/render/" .. id, kind = "slow", delay = 3 })
-    local r, pings = probe("/status?id=" .. id .. "&client_timeout=0.3&retries=0", 0.05)
+    local r, pings = probe("/status?id=" .. id .. "&client_timeout=0.3&retries=0", 0.03)
     assert.are.equal("timeout", r.kind)
-    assert.is_true(r.seconds >= 0.29 and r.seconds < 0.5, "the transfer held the worker " .. ms(r.seconds))
-    assert.is_true(#pings >= 1)
-    local slowest = worst(pings)
-    assert.is_true(slowest >= 0.15 and slowest < 0.3 + 0.1, "slowest /ping: " .. ms(slowest))
+    assert.is_true(r.seconds >= 0.29 and r.seconds < 0.6, "the status call took " .. ms(r.seconds))
+    local inside = during(r, pings)
+    assert.is_true(#inside >= 3, "pings answered during the call: " .. #inside)
+    assert.is_true(worst(inside) < 0.02, "slowest /ping: " .. ms(worst(inside)))
+  end)
+
+  it("a call in log_by_lua raises an error that names the phase and what to do", function()
+    assert.is_string((h:get("/in_log?id=" .. m:job({ id = "ngx_log" }))))
+    local raised
+    for _ = 1, 50 do -- the log phase runs after the answer went out
+      raised = cjson.decode((assert(h:get("/in_log_result")))).raised
+      if raised then break end
+      sleep(0.02)
+    end
+    assert.are.equal("viggle: cannot wait for a transfer in nginx's log phase (log_by_lua*), where the Lua "
+      .. "module cannot yield; call viggle from a rewrite, access or content handler, or run it in a timer: "
+      .. "ngx.timer.at(0, function() ... end)", raised)
+    for _, r in ipairs(m:log()) do assert.are_not.equal("/api/render/ngx_log", r.uri) end -- nothing was sent
   end)
 
   it("tasks inside one request: viggle.spawn + viggle.run, and await_all, work and their waits yield", function()
@@ -182,7 +179,7 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
       assert.is_true(r.in_task[i])
     end
     local inside = during(r, pings)
-    assert.is_true(#inside >= 8, "pings answered during the tasks: " .. #inside)
+    assert.is_true(#inside >= 5, "pings answered during the tasks: " .. #inside)
     assert.is_true(worst(inside) < 0.1, "slowest /ping: " .. ms(worst(inside)))
 
     ids = m:jobs({ count = 3, id = "ngx_all", advance = "time", step = 0.3 })
@@ -190,29 +187,33 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     assert.are.equal(3, a.complete)
     for i, id in ipairs(ids) do assert.are.same({ job_id = id, status = "complete" }, a.results[i]) end
     local ainside = during(a, apings)
-    assert.is_true(#ainside >= 8, "pings answered during await_all: " .. #ainside)
+    assert.is_true(#ainside >= 5, "pings answered during await_all: " .. #ainside)
     assert.is_true(worst(ainside) < 0.1, "slowest /ping: " .. ms(worst(ainside)))
     -- nothing in the error log: no Lua error, and no "ngx.sleep(0) called without delayed events
     -- patch" warning (a scheduler wait shorter than nginx's 1 ms timer granularity)
     assert.are.equal("", h:error_log():sub(log_before + 1))
   end)
 
-  it("tasks of a second request on the same worker are refused with an error, and the worker lives", function()
-    local ids = m:jobs({ count = 2, id = "ngx_own", advance = "time", step = 0.3 })
-    local first = h:get_bg("/tasks?ids=" .. table.concat(ids, ",") .. "&interval=0.2", 20)
-    sleep(0.2)
-    local body = h:get("/tasks?ids=" .. ids[1] .. "&interval=0.2", 10) -- a 500: the handler raised
-    assert.is_nil(body)
-    assert.matches("another request of this nginx worker has tasks running", h:error_log())
+  it("two requests on the one worker both using await_all at once: both complete", function()
+    local a = m:jobs({ count = 3, id = "ngx_alla", advance = "time", step = 0.3 })
+    local b = m:jobs({ count = 3, id = "ngx_allb", advance = "time", step = 0.2 })
+    local fb = h:get_bg("/await_all?ids=" .. table.concat(b, ",") .. "&interval=0.2", 20)
+    local fc = h:get_bg("/tasks?ids=" .. table.concat(b, ",") .. "&interval=0.2", 20)
+    local r, pings = probe("/await_all?ids=" .. table.concat(a, ",") .. "&interval=0.2", 0.05)
+    assert.are.equal(3, r.complete)
+    for i, id in ipairs(a) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
     local deadline = now() + 15
-    while not nginx_host.done(first) and now() < deadline do sleep(0.05) end
-    local f = assert(io.open(first, "rb"))
-    local r = cjson.decode(f:read("*a"))
-    f:close()
-    os.remove(first)
-    assert.is_true(r.run_ok, tostring(r.run_err))
-    for i, id in ipairs(ids) do assert.are.same({ job_id = id, status = "complete" }, r.results[i]) end
-    assert.is_string((h:get("/ping", 5)))
+    for _, f in ipairs({ fb, fc }) do
+      while not nginx_host.done(f) and now() < deadline do sleep(0.05) end
+    end
+    local rb = cjson.decode((assert(nginx_host.read(fb), "no answer\n" .. h:error_log())))
+    for i, id in ipairs(b) do assert.are.same({ job_id = id, status = "complete" }, rb.results[i]) end
+    local rc = cjson.decode((assert(nginx_host.read(fc))))
+    assert.is_true(rc.run_ok, tostring(rc.run_err))
+    for i, id in ipairs(b) do assert.are.same({ job_id = id, status = "complete" }, rc.results[i]) end
+    assert.are.equal(r.pid, rb.pid)
+    assert.is_true(worst(during(r, pings)) < 0.05, "slowest /ping: " .. ms(worst(during(r, pings))))
+    assert.are.equal("", h:error_log():gsub("[^\n]*%[notice%][^\n]*\n", ""))
   end)
 
   -- /tasks in a fresh request: both jobs complete, run() returns true
@@ -257,15 +258,73 @@ describe("nginx host (one worker, viggle in content_by_lua)", function()
     os.remove(fb)
     for i, id in ipairs(b) do assert.are.same({ job_id = id, status = "complete" }, rb.results[i]) end
     local inside = during(r, pings)
-    assert.is_true(#inside >= 8, "pings answered meanwhile: " .. #inside)
+    assert.is_true(#inside >= 5, "pings answered meanwhile: " .. #inside)
     assert.is_true(worst(inside) < 0.1, "slowest /ping: " .. ms(worst(inside)))
   end)
 
-  -- Not tested, a known limitation: viggle's scheduler is one per Lua VM, that
-  -- is per nginx worker. Two requests that use tasks at once (viggle.run,
-  -- task:join or await_all in both) resume each other's coroutines, which
-  -- ngx_lua ties to the request that made them: the worker died (SIGSEGV)
-  -- when tried with Debian's libnginx-mod-http-lua. Plain client:await in
-  -- any number of concurrent requests is fine (no tasks involved), and so are
-  -- ngx.thread light threads each doing a client:await (tested above).
+  -- The pings sent every 10 ms while `load()` runs: their latencies, sorted.
+  local function pinged_during(load)
+    local pinger = nginx_host.pinger(h, 0.01)
+    sleep(0.1)
+    local t0 = now()
+    load()
+    local seconds = now() - t0
+    sleep(0.1)
+    local lat = {}
+    for _, p in ipairs(pinger:stop()) do lat[#lat + 1] = p.latency end
+    table.sort(lat)
+    assert.is_true(#lat >= seconds * 20, fmt("%d pings in %.1f s", #lat, seconds)) -- asked: 100 a second
+    return lat
+  end
+  local function pct(lat, q) return lat[math.max(1, math.ceil(#lat * q))] end
+
+  local function wait_all(files)
+    local deadline = now() + 60
+    for _, f in ipairs(files) do
+      while not nginx_host.done(f) and now() < deadline do sleep(0.05) end
+    end
+  end
+
+  it("twenty plain awaits (API answering after 1 s) and two 200 MB downloads at once: /ping stays fast",
+    function()
+    local size = tonumber(os.getenv("VIGGLE_SPEC_BIG") or "") or 200 * 1024 * 1024
+    local big = m:big(size)
+    m:config({ delay = 1 })
+    -- The same load without viggle (curl, outside the worker): what this
+    -- machine's own scheduling does to /ping (2 cores, shared).
+    local base = pinged_during(function()
+      os.execute("for i in $(seq 20); do curl -s -o /dev/null " .. m.base_url .. "/api/render/none & done; "
+        .. "curl -s -o /dev/null " .. m.cdn_base .. "/video/big.mp4 & curl -s -o /dev/null " .. m.cdn_base
+        .. "/video/big.mp4 & wait")
+    end)
+    local ids = m:jobs({ count = 20, id = "ngx_many", advance = "time", step = 0.1 })
+    local files, outs = {}, {}
+    local lat = pinged_during(function()
+      for i = 1, 20 do files[i] = h:get_bg("/await?id=" .. ids[i] .. "&interval=0.2", 60) end
+      for i = 1, 2 do
+        outs[i] = os.tmpname()
+        files[20 + i] = h:get_bg("/download?url=" .. m.cdn_base .. "/video/big.mp4&path=" .. outs[i], 60)
+      end
+      wait_all(files)
+    end)
+    for i = 1, 20 do
+      local r = cjson.decode((assert(nginx_host.read(files[i]), "await " .. i .. ": no answer\n" .. h:error_log())))
+      assert.are.same({ ids[i], "complete" }, { r.job_id, r.status })
+    end
+    for i = 1, 2 do
+      local r = cjson.decode((assert(nginx_host.read(files[20 + i]), "download " .. i .. ": no answer")))
+      assert.are.equal(size, r.bytes, tostring(r.err))
+      local same = os.execute("cmp -s " .. outs[i] .. " " .. big)
+      assert.is_true(same == true or same == 0, "download " .. i .. " differs from the served file")
+      os.remove(outs[i])
+    end
+    -- A transfer that held the worker would hold a ping for a whole API
+    -- answer (1 s) or a whole download: none comes near. Otherwise /ping
+    -- fares as it does under the same load without viggle: its 90th
+    -- percentile within 20 ms, or within 5 ms of that load's.
+    local summary = fmt("/ping p50 %s p90 %s max %s (without viggle: p50 %s p90 %s max %s)", ms(pct(lat, 0.5)),
+      ms(pct(lat, 0.9)), ms(lat[#lat]), ms(pct(base, 0.5)), ms(pct(base, 0.9)), ms(base[#base]))
+    assert.is_true(lat[#lat] < 0.5, summary)
+    assert.is_true(pct(lat, 0.9) < math.max(0.02, pct(base, 0.9) + 0.005), summary)
+  end)
 end)
