@@ -19,7 +19,7 @@ M.ops = { "status", "await", "await_all", "render", "cancel", "download" }
 local function big_headers() return { kind = "raw", text = "HTTP/1.1 200 OK\r\n", pad_header = 300000, after = "\r\n{}" } end
 M.faults = {
   { "refused", "nothing listens on the port", nil,
-    { status = "network+", await = "timeout+", await_all = "timeout+", render = "network+", cancel = "network",
+    { status = "network+", await = "network+", await_all = "network+", render = "network+", cancel = "network",
       download = "network" } },
   { "reset in headers", "the connection closes in the middle of a header line",
     { kind = "raw", text = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Len" },
@@ -51,7 +51,7 @@ M.faults = {
       cancel = "rate_limited", download = "rate_limited" } },
   { "429 without Retry-After", "429 alone",
     { kind = "status", status = 429 },
-    { status = "rate_limited+", await = "timeout+", await_all = "timeout+", render = "rate_limited",
+    { status = "rate_limited+", await = "timeout+", await_all = "timeout+", render = "rate_limited+",
       cancel = "rate_limited", download = "rate_limited" } },
   { "429 with Retry-After: 0", "429, `Retry-After: 0` (polls still wait `interval`)",
     { kind = "status", status = 429, retry_after = "0" },

@@ -15,6 +15,10 @@ local D = http.DEFAULTS
 
 local _M = {}
 
+-- Transport failures that mean the API was not reached at all (a TLS failure
+-- ends a wait at once; an answer cut short was an answer).
+local UNREACHABLE = { COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true }
+
 -- The documented text fields of a job: one of another type is dropped.
 local TEXT_FIELDS = { "checkpoint", "mode", "cdn_url", "mask_cdn_url", "download_url", "error",
                       "error_code", "error_message", "created_at", "completed_at" }
@@ -171,7 +175,7 @@ local function poll(c, f, opts)
     -- never sooner than the interval, whatever Retry-After says (0, a date past)
     local interval = opts.interval or t.interval
     local wait = max(interval, http.backoff(f.failures, interval, opts.max_backoff or D.max_backoff, e))
-    if e.kind == "network" then -- no answer at all: refused, unknown host, reset
+    if UNREACHABLE[e.code] then -- no answer at all: refused, unknown host
       local tn = now()
       f.unreachable_since = f.unreachable_since or tn
       local limit = opts.unreachable_timeout or D.unreachable_timeout
