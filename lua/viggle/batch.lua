@@ -232,54 +232,72 @@ function _M._sync(j, items)
   return j:items()
 end
 
--- The run itself, once the journal is open (run closes it whatever happens).
-function _M._run(j, items, client, opts, emit)
-  local rows, err = _M._sync(j, items)
-  if not rows then return nil, err end
-  local row_of = {}
-  for _, r in ipairs(rows) do row_of[r.key] = r end
-  for _, it in ipairs(items) do it.row = row_of[it.key] end
+-- A run's state: the journal, the items, the client, the options, the
+-- event sink, and what the phases share (the estimates' total, the credits
+-- spent, the 402 that stopped submissions).
 
-  local function set(it, fields)
-    for k, v in pairs(fields) do it.row[k] = (v ~= false or k == "exact" or k == "was_uncertain") and v or nil end
-    local sok, serr = j:set(it.key, fields)
-    if not sok then error(serr, 0) end -- a journal that cannot be written: stop before sending anything more
-    emit({ type = "item", key = it.key, state = it.row.state, job_id = it.row.job_id, code = it.row.code,
+-- Records a change of an item in the journal (synced) and tells the view.
+local function set(b, it, fields)
+  for k, v in pairs(fields) do it.row[k] = (v ~= false or k == "exact" or k == "was_uncertain") and v or nil end
+  local sok, serr = b.j:set(it.key, fields)
+  if not sok then error(serr, 0) end -- a journal that cannot be written: stop before sending anything more
+  b.emit({ type = "item", key = it.key, state = it.row.state, job_id = it.row.job_id, code = it.row.code,
            message = it.row.message, output = it.output, was_uncertain = it.row.was_uncertain })
-  end
+end
 
-  -- A POST that was in flight when the last run died: the server may have it.
-  for _, it in ipairs(items) do
+-- `fn(item)` for each item of `list`, `n` tasks at once, in list order.
+local function run_tasks(list, n, fn)
+  local workers = {}
+  local i = 1
+  for w = 1, math.min(n, #list) do
+    workers[w] = loop.spawn(function()
+      while i <= #list do
+        local it = list[i]
+        i = i + 1
+        fn(it)
+      end
+    end)
+  end
+  for _, w in ipairs(workers) do
+    local wok, werr = w:join()
+    if not wok then error(werr, 0) end
+  end
+end
+
+-- A POST that was in flight when the last run died: the server may have it.
+local function mark_in_flight(b)
+  for _, it in ipairs(b.items) do
     if it.row.state == "submitting" then
-      set(it, { state = "uncertain", message = "the batch stopped while its POST was in flight: "
+      set(b, it, { state = "uncertain", message = "the batch stopped while its POST was in flight: "
         .. "the server may have created the job (not sent again without resubmit_uncertain)" })
     elseif it.row.state == "uncertain" then
-      emit({ type = "item", key = it.key, state = "uncertain", message = it.row.message, output = it.output })
+      b.emit({ type = "item", key = it.key, state = "uncertain", message = it.row.message, output = it.output })
     end
   end
+end
 
-  -- What will be sent, and the pre-flight of each (nothing is sent if one fails).
+-- What will be sent, each checked before anything is (nil, err naming the
+-- item when one fails), with its estimate; the cost against the balance.
+local function plan(b)
   local to_send = {}
-  for _, it in ipairs(items) do
+  for _, it in ipairs(b.items) do
     local st = it.row.state
-    if st == "planned" or (st == "uncertain" and opts.resubmit_uncertain) then to_send[#to_send + 1] = it end
+    if st == "planned" or (st == "uncertain" and b.opts.resubmit_uncertain) then to_send[#to_send + 1] = it end
   end
   for _, it in ipairs(to_send) do
-    local perr = preflight.check(client, it.params, it.output, { mask_output = it.mask_output })
-    if perr then
-      perr.message = format("item %q: %s", it.key, perr.message)
-      return nil, perr
+    local err = preflight.check(b.client, it.params, it.output, { mask_output = it.mask_output })
+    if not err then
+      local _
+      _, err = require("viggle.render").check_params(it.params)
     end
-    local _, form_err = require("viggle.render").check_params(it.params)
-    if form_err then
-      form_err.message = format("item %q: %s", it.key, form_err.message)
-      return nil, form_err
+    if err then
+      err.message = format("item %q: %s", it.key, err.message)
+      return nil, err
     end
   end
-  -- Estimates, and what they come to against the balance.
   local total, unknown = 0, 0
   for _, it in ipairs(to_send) do
-    local est, eerr = client:estimate(it.params)
+    local est, eerr = b.client:estimate(it.params)
     if not est then
       eerr.message = format("item %q: cannot estimate its cost: %s", it.key, eerr.message)
       return nil, eerr
@@ -287,170 +305,166 @@ function _M._run(j, items, client, opts, emit)
     it.estimate = est
     if est.credits then total = total + est.credits else unknown = unknown + 1 end
     if it.row.credits ~= est.credits or it.row.exact ~= est.exact then
-      set(it, { credits = est.credits or false, exact = est.exact })
+      set(b, it, { credits = est.credits or false, exact = est.exact })
     end
   end
-  local cost = { credits = total, unknown = unknown, items = #to_send }
+  b.cost = { credits = total, unknown = unknown, items = #to_send }
   if #to_send > 0 then
-    local bal, berr = client:credits()
-    cost.balance = bal and tonumber(bal.balance)
-    cost.balance_error = berr
-    emit({ type = "cost", credits = total, unknown = unknown, items = #to_send, balance = cost.balance,
-           error = berr, max_credits = opts.max_credits })
+    local bal, berr = b.client:credits()
+    b.cost.balance = bal and tonumber(bal.balance)
+    b.cost.balance_error = berr
+    b.emit({ type = "cost", credits = total, unknown = unknown, items = #to_send, balance = b.cost.balance,
+             error = berr, max_credits = b.opts.max_credits })
   end
+  return to_send
+end
 
-  -- Submit: `concurrency` tasks take items in manifest order.
-  local spent = 0 -- estimates of what was submitted, this run and before
-  for _, it in ipairs(items) do
-    -- (uncertain ones included: they may have been paid for)
-    if POSTED[it.row.state] then spent = spent + (it.row.credits or 0) end
-  end
-  local stopped
-  local limit = opts.max_credits
-  local function submit_one(it)
-    local est = it.estimate
-    if limit then
-      if not est.credits and not opts.allow_unknown_cost then
-        set(it, { message = "not submitted: its cost is unknown (" .. tostring(est.reason)
-          .. ") and max_credits is set (allow_unknown_cost to send it)" })
-        return
-      end
-      local would = spent + (est.credits or 0)
-      -- a fleet's journal counts every worker's items, and reserves this one's credits, atomically
-      if j.reserve then would = j:reserve(it.key, est.credits or 0, limit) end
-      if est.credits and would > limit then
-        set(it, { message = format("not submitted: %d credits would take the batch to %d, over max_credits %d",
-          est.credits, would, limit) })
-        return
-      end
+-- Why an item may not be sent under max_credits, or nil (and then its
+-- credits count as spent).
+local function over_limit(b, it)
+  local est, limit = it.estimate, b.opts.max_credits
+  if limit then
+    if not est.credits and not b.opts.allow_unknown_cost then
+      return "not submitted: its cost is unknown (" .. tostring(est.reason)
+        .. ") and max_credits is set (allow_unknown_cost to send it)"
     end
-    spent = spent + (est.credits or 0)
-    local was = it.row.state == "uncertain" or it.row.was_uncertain
-    for attempt = 1, 2 do
-      -- Written and synced before the POST: a crash from here on leaves `submitting`.
-      set(it, { state = "submitting", posts = it.row.posts + 1, code = false, message = false,
-                was_uncertain = was and true or false })
-      local job, rerr = client:render(it.params)
-      if job then
-        set(it, { state = "submitted", job_id = job.job_id })
-        it.job = job
-        return
-      end
-      if rerr.kind == "credits" then
-        set(it, { state = "planned", code = rerr.code or "402", message = "not submitted: " .. rerr.message })
-        spent = spent - (est.credits or 0)
-        if not stopped then
-          stopped = rerr
-          emit({ type = "notice", message = "the API answered 402 (not enough credits): no more submissions; "
-            .. "the jobs already submitted are followed to the end" })
-        end
-        return
-      elseif rerr.uncertain then
-        set(it, { state = "uncertain", code = rerr.code or (rerr.status and tostring(rerr.status)) or false,
-                  message = "the POST may have reached the server without an answer (" .. rerr.message .. ")" })
-        return
-      elseif rerr.retryable and attempt == 1 then -- never reached the server whole: safe to send again
-        set(it, { state = "planned", code = rerr.code or false, message = "sending again: " .. rerr.message })
-      elseif rerr.retryable then
-        set(it, { state = "planned", code = rerr.code or false, message = "not submitted: " .. rerr.message })
-        spent = spent - (est.credits or 0)
-        return
-      else
-        set(it, { state = "failed", code = rerr.code or (rerr.status and tostring(rerr.status)) or rerr.kind,
-                  message = rerr.message })
-        return
-      end
+    local would = b.spent + (est.credits or 0)
+    -- a fleet's journal counts every worker's items, and reserves this one's credits, atomically
+    if b.j.reserve then would = b.j:reserve(it.key, est.credits or 0, limit) end
+    if est.credits and would > limit then
+      return format("not submitted: %d credits would take the batch to %d, over max_credits %d",
+        est.credits, would, limit)
     end
   end
-  local function run_tasks(list, n, fn)
-    local workers = {}
-    local i = 1
-    for w = 1, math.min(n, #list) do
-      workers[w] = loop.spawn(function()
-        while i <= #list do
-          local it = list[i]
-          i = i + 1
-          fn(it)
-        end
-      end)
+  b.spent = b.spent + (est.credits or 0)
+end
+
+-- What a failed POST means for its item. Returns true when it may be sent
+-- again at once (it never reached the server whole).
+local function post_failed(b, it, rerr, attempt)
+  local credits = it.estimate.credits or 0
+  if rerr.kind == "credits" then
+    set(b, it, { state = "planned", code = rerr.code or "402", message = "not submitted: " .. rerr.message })
+    b.spent = b.spent - credits
+    if not b.stopped then
+      b.stopped = rerr
+      b.emit({ type = "notice", message = "the API answered 402 (not enough credits): no more submissions; "
+        .. "the jobs already submitted are followed to the end" })
     end
-    for _, w in ipairs(workers) do
-      local wok, werr = w:join()
-      if not wok then error(werr, 0) end
-    end
+  elseif rerr.uncertain then
+    set(b, it, { state = "uncertain", code = rerr.code or (rerr.status and tostring(rerr.status)) or false,
+                 message = "the POST may have reached the server without an answer (" .. rerr.message .. ")" })
+  elseif rerr.retryable and attempt == 1 then -- never reached the server whole: safe to send again
+    set(b, it, { state = "planned", code = rerr.code or false, message = "sending again: " .. rerr.message })
+    return true
+  elseif rerr.retryable then
+    set(b, it, { state = "planned", code = rerr.code or false, message = "not submitted: " .. rerr.message })
+    b.spent = b.spent - credits
+  else
+    set(b, it, { state = "failed", code = rerr.code or (rerr.status and tostring(rerr.status)) or rerr.kind,
+                 message = rerr.message })
   end
-  local concurrency = opts.concurrency or 4
-  run_tasks(to_send, concurrency, function(it)
-    if stopped then
-      set(it, { message = "not submitted: the API answered 402 (not enough credits) to an earlier item" })
+  return false
+end
+
+local function submit_one(b, it)
+  if b.stopped then
+    return set(b, it, { message = "not submitted: the API answered 402 (not enough credits) to an earlier item" })
+  end
+  local why = over_limit(b, it)
+  if why then return set(b, it, { message = why }) end
+  local was = it.row.state == "uncertain" or it.row.was_uncertain
+  for attempt = 1, 2 do
+    -- Written and synced before the POST: a crash from here on leaves `submitting`.
+    set(b, it, { state = "submitting", posts = it.row.posts + 1, code = false, message = false,
+                 was_uncertain = was and true or false })
+    local job, rerr = b.client:render(it.params)
+    if job then
+      set(b, it, { state = "submitted", job_id = job.job_id })
+      it.job = job
       return
     end
-    submit_one(it)
-  end)
+    if not post_failed(b, it, rerr, attempt) then return end
+  end
+end
 
-  -- Wait for every submitted job at once.
+-- Submit: `concurrency` tasks take items in manifest order.
+local function submit_all(b, to_send)
+  b.spent = 0 -- estimates of what was submitted, this run and before
+  for _, it in ipairs(b.items) do
+    -- (uncertain ones included: they may have been paid for)
+    if POSTED[it.row.state] then b.spent = b.spent + (it.row.credits or 0) end
+  end
+  run_tasks(to_send, b.concurrency, function(it) submit_one(b, it) end)
+end
+
+-- Waits for every submitted job at once.
+local function await_submitted(b)
   local ids, by_id = {}, {}
-  for _, it in ipairs(items) do
+  for _, it in ipairs(b.items) do
     if it.row.state == "submitted" and it.row.job_id then
       ids[#ids + 1] = it.row.job_id
       by_id[it.row.job_id] = it
     end
   end
-  if #ids > 0 then
-    local results = client:await_all(ids, {
-      interval = opts.interval, timeout = opts.timeout, concurrency = math.max(concurrency, 8),
-      on_progress = function(job)
-        local it = by_id[job.job_id]
-        if it then emit({ type = "item", key = it.key, state = "submitted", job_id = job.job_id, job = job,
+  if #ids == 0 then return end
+  local results = b.client:await_all(ids, {
+    interval = b.opts.interval, timeout = b.opts.timeout, concurrency = math.max(b.concurrency, 8),
+    on_progress = function(job)
+      local it = by_id[job.job_id]
+      if it then b.emit({ type = "item", key = it.key, state = "submitted", job_id = job.job_id, job = job,
                           output = it.output }) end
-      end,
-    })
-    for i, id in ipairs(ids) do
-      local it, r = by_id[id], results[i]
-      if not errors.is(r) then
-        it.job = r
-        set(it, { state = "complete", code = false, message = false })
-      elseif r.kind == "job_failed" then
-        set(it, { state = "failed", code = r.code or false, message = r.message })
-      elseif r.kind == "job_cancelled" then
-        set(it, { state = "cancelled", code = r.code or false, message = r.message })
-      else -- still running, or the API could not be asked: the next run follows it again
-        set(it, { code = r.code or false, message = "still " .. (r.job and r.job.status or "submitted") .. ": " .. r.message })
-      end
+    end,
+  })
+  for i, id in ipairs(ids) do
+    local it, r = by_id[id], results[i]
+    if not errors.is(r) then
+      it.job = r
+      set(b, it, { state = "complete", code = false, message = false })
+    elseif r.kind == "job_failed" then
+      set(b, it, { state = "failed", code = r.code or false, message = r.message })
+    elseif r.kind == "job_cancelled" then
+      set(b, it, { state = "cancelled", code = r.code or false, message = r.message })
+    else -- still running, or the API could not be asked: the next run follows it again
+      set(b, it, { code = r.code or false,
+                   message = "still " .. (r.job and r.job.status or "submitted") .. ": " .. r.message })
     end
   end
+end
 
-  -- Download what is complete (a .part left by a killed run is resumed).
+-- Downloads what is complete (a .part left by a killed run is resumed).
+local function download_complete(b)
   local to_fetch = {}
-  for _, it in ipairs(items) do
+  for _, it in ipairs(b.items) do
     if it.row.state == "complete" then
       if exists(it.output) and not exists(it.output .. ".part")
          and (not it.mask_output or exists(it.mask_output)) then
-        set(it, { state = "downloaded", message = false }) -- moved into place just before the last run died
+        set(b, it, { state = "downloaded", message = false }) -- moved into place just before the last run died
       else
         to_fetch[#to_fetch + 1] = it
       end
     end
   end
-  run_tasks(to_fetch, concurrency, function(it)
+  run_tasks(to_fetch, b.concurrency, function(it)
     local target = it.job or it.row.job_id
     local path, info = true, nil
-    if not exists(it.output) then path, info = client:download(target, it.output) end
+    if not exists(it.output) then path, info = b.client:download(target, it.output) end
     if path and it.mask_output and not exists(it.mask_output) then
-      path, info = client:download(target, it.mask_output, { mask = true })
+      path, info = b.client:download(target, it.mask_output, { mask = true })
     end
     if path then
-      set(it, { state = "downloaded", code = false, message = false })
+      set(b, it, { state = "downloaded", code = false, message = false })
     else
-      set(it, { code = info.code or false, message = "download: " .. info.message })
+      set(b, it, { code = info.code or false, message = "download: " .. info.message })
     end
   end)
+end
 
-  -- The report.
+local function report(b)
   local counts, uncertain, all = {}, {}, true
   for _, s in ipairs(journal_mod.STATES) do counts[s] = 0 end
   local out = {}
-  for _, it in ipairs(items) do
+  for _, it in ipairs(b.items) do
     local r = it.row
     counts[r.state] = (counts[r.state] or 0) + 1
     if r.state ~= "downloaded" then all = false end
@@ -459,8 +473,27 @@ function _M._run(j, items, client, opts, emit)
                       output = it.output, mask_output = it.mask_output, credits = r.credits, exact = r.exact,
                       posts = r.posts, was_uncertain = r.was_uncertain, final = FINAL[r.state] or false }
   end
-  return { ok = all, items = out, counts = counts, uncertain = uncertain, stopped = stopped, cost = cost,
-           journal = j.path }
+  return { ok = all, items = out, counts = counts, uncertain = uncertain, stopped = b.stopped, cost = b.cost,
+           journal = b.j.path }
+end
+
+-- The run itself, once the journal is open (run closes it whatever happens):
+-- each phase writes every state it reaches before the side effect it guards.
+function _M._run(j, items, client, opts, emit)
+  local rows, err = _M._sync(j, items)
+  if not rows then return nil, err end
+  local row_of = {}
+  for _, r in ipairs(rows) do row_of[r.key] = r end
+  for _, it in ipairs(items) do it.row = row_of[it.key] end
+  local b = { j = j, items = items, client = client, opts = opts, emit = emit, concurrency = opts.concurrency or 4 }
+  mark_in_flight(b)
+  local to_send
+  to_send, err = plan(b)
+  if not to_send then return nil, err end
+  submit_all(b, to_send)
+  await_submitted(b)
+  download_complete(b)
+  return report(b)
 end
 
 --- The journal's view of a batch, without touching the API: {items, counts,

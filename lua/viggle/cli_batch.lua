@@ -30,6 +30,17 @@ local function line(key, s)
   return format("%-20s %-16s %-22s %s", key, shown_state(s), s.job_id or "", s.message or s.output or "")
 end
 
+-- What the batch will cost, against the balance (a "cost" event).
+local function cost_line(ev)
+  local msg = format("estimate: %d credits for %d items to submit", ev.credits, ev.items)
+  if ev.unknown > 0 then msg = msg .. format(" (+ %d of unknown cost: remote videos)", ev.unknown) end
+  if ev.balance then msg = msg .. format("; balance %s credits", tostring(ev.balance))
+  else msg = msg .. "; balance unknown (" .. tostring(ev.error) .. ")" end
+  if ev.max_credits then msg = msg .. format("; limit %s", tostring(ev.max_credits)) end
+  if ev.balance and ev.credits > ev.balance then msg = msg .. "  -- MORE THAN THE BALANCE" end
+  return msg
+end
+
 -- The view of a running batch: a live table on a terminal, a line per
 -- change otherwise, or (json) a JSON line per item as it ends.
 local function view(json)
@@ -69,13 +80,7 @@ local function view(json)
   end
   function v.event(ev)
     if ev.type == "cost" then
-      local msg = format("estimate: %d credits for %d items to submit", ev.credits, ev.items)
-      if ev.unknown > 0 then msg = msg .. format(" (+ %d of unknown cost: remote videos)", ev.unknown) end
-      if ev.balance then msg = msg .. format("; balance %s credits", tostring(ev.balance))
-      else msg = msg .. "; balance unknown (" .. tostring(ev.error) .. ")" end
-      if ev.max_credits then msg = msg .. format("; limit %s", tostring(ev.max_credits)) end
-      if ev.balance and ev.credits > ev.balance then msg = msg .. "  -- MORE THAN THE BALANCE" end
-      stderr:write(msg, "\n")
+      stderr:write(cost_line(ev), "\n")
       return
     elseif ev.type == "notice" then
       stderr:write("viggle: ", ev.message, "\n")
