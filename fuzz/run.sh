@@ -11,9 +11,9 @@ out=build/fuzz
 mkdir -p "$out"
 flags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 flags="$flags -std=c99 -D_POSIX_C_SOURCE=200809L $(pkg-config --cflags lua5.4 libcurl)"
-libs="$(pkg-config --libs lua5.4 libcurl) -lm"
+libs="$(pkg-config --libs lua5.4 libcurl) -lhiredis -lm -pthread"
 for name in "${names[@]}"; do
-  srcs=(csrc/core.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c)
+  srcs=(csrc/core.c csrc/multi.c csrc/part.c csrc/json.c csrc/buf.c csrc/error.c csrc/redis.c csrc/worker.c)
   [ "$name" = request ] && srcs+=(csrc/request.c) # the response harness includes it
   ${FUZZ_CC:-clang} $flags -o "$out/fuzz_$name" "fuzz/fuzz_$name.c" "${srcs[@]}" $libs
   mkdir -p "$out/corpus/$name"
