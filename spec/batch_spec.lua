@@ -19,7 +19,8 @@ local function box(kind, body) return be32(8 + #body) .. kind .. body end
 
 -- An MP4 whose moov/mvhd says timescale and duration; `version` 0 or 1; an
 -- mdat (64-bit size header with large = true) before the moov, as cameras
--- write them; `pad` makes each file's bytes (and md5) its own.
+-- write them; a moov with a 64-bit size header with large_moov = true; `pad`
+-- makes each file's bytes (and md5) its own.
 local function mp4(path, o)
   local tail = be32(0x00010000) .. "\1\0" .. ("\0"):rep(10) .. ("\0"):rep(36) .. ("\0"):rep(24) .. be32(2)
   local mvhd
@@ -31,7 +32,9 @@ local function mp4(path, o)
   local data = o.pad or "frames"
   local mdat = o.large and (be32(1) .. "mdat" .. be64(16 + #data) .. data) or box("mdat", data)
   local f = assert(io.open(path, "wb"))
-  f:write(box("ftyp", "isom" .. be32(512) .. "isomiso2mp41"), mdat, box("moov", box("mvhd", mvhd) .. box("trak", "")))
+  local moov_body = box("mvhd", mvhd) .. box("trak", "")
+  local moov = o.large_moov and (be32(1) .. "moov" .. be64(16 + #moov_body) .. moov_body) or box("moov", moov_body)
+  f:write(box("ftyp", "isom" .. be32(512) .. "isomiso2mp41"), mdat, moov)
   f:close()
   return path
 end
@@ -117,6 +120,8 @@ describe("batches", function()
       local e1 = assert(c:estimate({ driving_video = v1, fast = true }))
       assert.are.equal(3, e1.seconds)
       assert.are.equal(6, e1.credits)
+      local v2 = mp4(d .. "/v2.mp4", { timescale = 1000, duration = 2500, large_moov = true })
+      assert.are.equal(2.5, assert(c:estimate({ driving_video = v2 })).seconds) -- the moov's own 64-bit size
       local _, err = c:estimate({ driving_video = "spec/mock/files/character.png" })
       assert.are.equal("invalid_argument", err.kind)
       assert.matches("cannot read the MP4 duration: no moov box", err.message)

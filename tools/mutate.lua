@@ -13,17 +13,17 @@
 --   MUTATE_SPECS="..."  spec files to run, in Lua 5.4; "jit:FILE" runs FILE in LuaJIT
 --                       (against build/jit, never rebuilt: skipped for a mutant in C).
 --                       Default: every spec/*_spec.lua but spec/mock_spec.lua (it
---                       tests the mock, not the library), and jit:spec/hosts/nvim_spec.lua
---                       (2 s); not spec/hosts/nginx_spec.lua (15 s, LuaJIT only: the
---                       nginx glue has no mutants here).
+--                       tests the mock, not the library), jit:spec/hosts/nvim_spec.lua
+--                       (2 s), and last jit:spec/hosts/nginx_spec.lua (15 s: the nginx
+--                       glue, lua/viggle/ngx.lua, is only run there).
 --   MUTATE_ONLY=A,B     only the mutants whose id or file holds one of these
 --                       texts (or matches it, when it has pattern characters)
 --   MUTATE_FILTER_OUT=  tests to leave out: comma-separated Lua patterns on their
 --                       names, no spaces (busted splits them; write %s). Default:
---                       "never%sstalls,see%sa%sstall,never%swaits%s100%sms", the
---                       host-loop latency tests of nvim_spec and uv_spec: with two
---                       mutants at once they measure the machine's load as much as
---                       the code (every other test of those files runs).
+--                       "never%sstalls,see%sa%sstall,never%swaits%s100%sms,/ping", the
+--                       host-loop latency tests of nvim_spec, uv_spec and nginx_spec:
+--                       with two mutants at once they measure the machine's load as
+--                       much as the code (every other test of those files runs).
 --   MUTATE_BASELINE=0   skip the first run of the unmutated suite (which must pass)
 --   MUTATE_TIMEOUT=120  seconds one spec file may take before the mutant counts
 --                       as killed (timeout)
@@ -272,6 +272,7 @@ local function default_specs()
   end
   out[#out + 1] = "jit:spec/hosts/nvim_spec.lua"
   for i = 1, 2 do out[#out + 1] = slow[i] end
+  out[#out + 1] = "jit:spec/hosts/nginx_spec.lua"
   return out
 end
 
@@ -310,7 +311,7 @@ end
 
 -- Runs one spec file in the scratch copy `dir`; returns verdict, detail
 -- (nil, nil when it passes).
-local FILTER_OUT = os.getenv("MUTATE_FILTER_OUT") or "never%sstalls,see%sa%sstall,never%swaits%s100%sms"
+local FILTER_OUT = os.getenv("MUTATE_FILTER_OUT") or "never%sstalls,see%sa%sstall,never%swaits%s100%sms,/ping"
 local filter_args = ""
 for pat in FILTER_OUT:gmatch("[^,]+") do filter_args = filter_args .. " --filter-out=" .. q(pat) end
 
