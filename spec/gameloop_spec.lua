@@ -117,7 +117,10 @@ describe("a game loop calling viggle.step(0) once a 16 ms frame", function()
     -- stop the loop's thread for a while: so the longest step is measured in
     -- the CPU time of the loop's thread (what the step cost), and 95% of the
     -- steps within the target on the wall clock.
-    assert.is_true(longest < 0.004, fmt("longest step(0): %s of CPU (%d frames)", ms(longest), #steps))
+    -- (The 4 ms itself is a benchmark target, bench/README.md: here the
+    -- bound is twice it, so that a step that moves bytes, 20 ms for a 20 MB
+    -- download, fails, and a garbage-collection cycle on a loaded machine does not.)
+    assert.is_true(longest < 0.008, fmt("longest step(0): %s of CPU (%d frames)", ms(longest), #steps))
     assert.is_true(quantile(steps, 0.95) < 0.004, fmt("95%% of %d steps under %s", #steps, ms(quantile(steps, 0.95))))
     assert.is_true(up_time < math.max(up_blocking * 2, 1), fmt("upload: %.2f s in the loop, %.2f s blocking",
       up_time, up_blocking))
