@@ -306,9 +306,18 @@ describe("fleets on redis", function()
         m:config({ render_job = { advance = "time", step = 0.2 } })
         local args = format("%s --redis %s --lease 6 --concurrency 3 --interval 0.1 --json", q(path), r.url)
         local ws = { worker(d, 1, args), worker(d, 2, args) }
-        for _ = 1, 100 do -- jobs in flight
-          local posts = m:posts().made
-          if posts >= 3 then break end
+        -- both workers at work (a worker still starting when Redis goes away
+        -- is refused at once: no work starts without the journal), jobs in flight
+        local function workers_seen()
+          local c = core.redis_connect("127.0.0.1", r.port, 1)
+          if not c then return 0 end
+          local keys, seen = c:command("KEYS", "viggle:batch:*:workers"), 0
+          if type(keys) == "table" and keys[1] then seen = tonumber(c:command("HLEN", keys[1])) or 0 end
+          c:close()
+          return seen
+        end
+        for _ = 1, 400 do
+          if m:posts().made >= 3 and workers_seen() >= 2 then break end
           core.sleep(0.05)
         end
         r:kill()
