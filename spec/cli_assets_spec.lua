@@ -22,10 +22,7 @@ describe("the viggle CLI's characters and scenes", function()
 
   -- runs bin/viggle with args (shell-quoted); returns rc, stdout, stderr
   local function viggle(args)
-    local cmd = string.format("(cd %s && VIGGLE_BASE_URL=%s VIGGLE_API_KEY=%s %s bin/viggle %s >%s/out 2>%s/err </dev/null)",
-      support.q(support.root), m.base_url, KEY, support.interp, args, tmp, tmp)
-    local rc = support.sh(cmd)
-    return rc, assert(support.read_file(tmp .. "/out")), assert(support.read_file(tmp .. "/err"))
+    return support.viggle_cli(tmp, "VIGGLE_BASE_URL=" .. m.base_url .. " VIGGLE_API_KEY=" .. KEY, args)
   end
 
   local function lines(s)

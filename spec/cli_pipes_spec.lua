@@ -21,11 +21,7 @@ describe("the viggle CLI in a pipe", function()
 
   -- bin/viggle with args (shell text) and stdin (text or nil); rc, stdout, stderr
   local function viggle(args, stdin, env)
-    env = env or ("VIGGLE_BASE_URL=" .. m.base_url .. " VIGGLE_API_KEY=" .. KEY)
-    support.write_file(tmp .. "/in", stdin or "")
-    local rc = support.sh(string.format("(cd %s && env %s %s bin/viggle %s >%s 2>%s <%s)", q(support.root), env,
-      support.interp, args, q(tmp .. "/out"), q(tmp .. "/err"), q(tmp .. "/in")))
-    return rc, read_file(tmp .. "/out") or "", read_file(tmp .. "/err") or ""
+    return support.viggle_cli(tmp, env or ("VIGGLE_BASE_URL=" .. m.base_url .. " VIGGLE_API_KEY=" .. KEY), args, stdin)
   end
 
   local function lines(text)

@@ -19,13 +19,7 @@ describe("the viggle CLI", function()
 
   -- runs bin/viggle with args (a shell-quoted string); returns rc, stdout, stderr
   local function viggle(args, env)
-    env = env or ("VIGGLE_BASE_URL=" .. m.base_url .. " VIGGLE_API_KEY=" .. KEY)
-    local cmd = string.format("cd %s && %s %s bin/viggle %s >%s/out 2>%s/err </dev/null; echo $?",
-      "'" .. os.getenv("PWD") .. "'", env, INTERP, args, tmp, tmp)
-    local p = assert(io.popen(cmd))
-    local rc = tonumber(p:read("*a"))
-    p:close()
-    return rc, assert(support.read_file(tmp .. "/out")), assert(support.read_file(tmp .. "/err"))
+    return support.viggle_cli(tmp, env or ("VIGGLE_BASE_URL=" .. m.base_url .. " VIGGLE_API_KEY=" .. KEY), args)
   end
 
   it("prints usage with --help and for no command", function()

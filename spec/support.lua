@@ -313,4 +313,15 @@ function M.redis(opts)
   return nil, last
 end
 
+--- Runs bin/viggle as a user would: from the checkout's root, with `env`
+--- (shell text, e.g. "VIGGLE_BASE_URL=... VIGGLE_API_KEY=..."), `args`
+--- (shell text) and `stdin` (text or nil), its output kept in files of `dir`.
+--- Returns the exit code, stdout and stderr.
+function M.viggle_cli(dir, env, args, stdin)
+  M.write_file(dir .. "/in", stdin or "")
+  local rc = M.sh(string.format("(cd %s && env %s %s bin/viggle %s >%s 2>%s <%s)", M.q(M.root), env,
+    M.interp, args, M.q(dir .. "/out"), M.q(dir .. "/err"), M.q(dir .. "/in")))
+  return rc, M.read_file(dir .. "/out") or "", M.read_file(dir .. "/err") or ""
+end
+
 return M
