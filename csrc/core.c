@@ -19,6 +19,16 @@ static int core_now(lua_State *L) {
   return 1;
 }
 
+/* core.wall() -> seconds since the epoch, to the nanosecond. os.time() is
+   whole seconds from a coarse clock that may lag a few milliseconds, enough
+   to read an HTTP date (Retry-After) a second late at a second's edge. */
+static int core_wall(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* core.thread_cpu() -> CPU seconds the calling thread has used: what a step
    of the scheduler costs, whatever else the machine runs meanwhile. */
 static int core_thread_cpu(lua_State *L) {
@@ -73,6 +83,7 @@ static const luaL_Reg core_funcs[] = {
   {"redis_connect", vg_redis_connect},
   {"sleep", core_sleep},
   {"thread_cpu", core_thread_cpu},
+  {"wall", core_wall},
   {NULL, NULL}
 };
 

@@ -63,6 +63,21 @@ describe("viggle.errors", function()
       assert.are.equal(86400 * 14, errors.parse_retry_after("Sat, 01 Mar 2025 13:14:15 GMT", now))
     end)
 
+    it("reads a date against the precise clock: never a second more than the date says", function()
+      -- a date two seconds ahead of this second, read at any moment of it:
+      -- os.time() lags a coarse tick and truncates, and read at a second's
+      -- edge it would make this three seconds
+      local core = require("viggle.core")
+      for _ = 1, 50 do
+        local t = core.wall()
+        local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", math.floor(t) + 2)
+        local wait = errors.parse_retry_after(date)
+        local want = math.floor(t) + 2 - t
+        assert.is_true(wait <= 2 and math.abs(wait - want) < 0.05, string.format("%.4f, not %.4f", wait, want))
+        core.sleep(0.0213)
+      end
+    end)
+
     it("gives 0 for a date already past, nil for nonsense", function()
       assert.are.equal(0, errors.parse_retry_after("Sat, 15 Feb 2025 13:00:00 GMT", now))
       assert.is_nil(errors.parse_retry_after("soon", now))

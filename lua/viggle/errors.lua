@@ -2,6 +2,10 @@
 --- where `err` is one of these. `tostring(err)` reads well on one line.
 local setmetatable, getmetatable, tostring, type, pairs = setmetatable, getmetatable, tostring, type, pairs
 local concat, format, floor = table.concat, string.format, math.floor
+-- the precise wall clock when the C core is there (it is, wherever a request
+-- can be made); os.time() for a reader of errors alone
+local has_core, core = pcall(require, "viggle.core")
+local wall = has_core and core.wall or os.time
 
 local _M = {}
 
@@ -137,7 +141,8 @@ end
 
 --- Retry-After (seconds, or an HTTP date) -> seconds from now, or nil.
 ---@param value string|nil the header
----@param now_unix integer|nil the wall clock (default os.time())
+---@param now_unix number|nil the wall clock (default core.wall(): os.time() is
+--- coarse and whole, so a date read at a second's edge would wait a second more)
 ---@return number|nil seconds
 function _M.parse_retry_after(value, now_unix)
   if type(value) ~= "string" then return nil end
@@ -145,7 +150,7 @@ function _M.parse_retry_after(value, now_unix)
   if secs then return tonumber(secs) end
   local t = _M.parse_http_date(value:match("^%s*(.-)%s*$"))
   if not t then return nil end
-  local wait = t - (now_unix or os.time())
+  local wait = t - (now_unix or wall())
   return wait > 0 and wait or 0
 end
 
