@@ -5,7 +5,9 @@
  *    so an id is never rounded;
  *  - JSON null inside an object becomes an absent key (nil); inside an array
  *    it stays cjson.null, so arrays keep their length;
- *  - on Lua 5.3+ a whole number comes back as an integer (5, not 5.0).
+ *  - on Lua 5.3+ a whole number comes back as an integer (5, not 5.0);
+ * and, when asked, a top-level field that must be text and is not is dropped
+ * (the walk that does the above does it for free: no second pass in Lua).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -39,14 +41,22 @@ static int too_big(const char *s, size_t len, int integral, size_t digits) {
 
 /* True when the text has a run of 16 or more digits anywhere: only then can
    it hold an integer a double cannot keep (a cheap test for the common case). */
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') <= 9)
 static int has_long_digit_run(const char *s, size_t n) {
-  size_t i, run = 0;
-  for (i = 0; i < n; i++) {
-    if ((unsigned char)(s[i] - '0') <= 9) {
-      if (++run >= 16) return 1;
-    } else {
-      run = 0;
+  size_t i = 15, j, k;
+  /* A run of 16 ending at i or later holds s[i] or lies wholly after it, so
+     when s[i] is no digit the next probe is 16 bytes on: most bytes are never
+     read. A digit is widened to its run, back then forth. */
+  while (i < n) {
+    if (!IS_DIGIT(s[i])) {
+      i += 16;
+      continue;
     }
+    for (j = i; j > 0 && i - j < 15 && IS_DIGIT(s[j - 1]); j--) {}
+    if (i - j == 15) return 1;
+    for (k = i + 1; k < n && IS_DIGIT(s[k]); k++)
+      if (k - j >= 15) return 1;
+    i = k + 16; /* s[k] is no digit (or the end): the next run ends past k + 15 */
   }
   return 0;
 }
@@ -93,20 +103,32 @@ static char *quote_big_integers(const char *s, size_t n, size_t *outn) {
   return out.data;
 }
 
-static void clean(lua_State *L, int t, void *null, int depth) {
+/* True when the field at -2 (key) is named in the set at `strings` (0: none). */
+static int must_be_text(lua_State *L, int strings) {
+  int named;
+  if (strings == 0 || lua_type(L, -2) != LUA_TSTRING) return 0;
+  lua_pushvalue(L, -2);
+  lua_rawget(L, strings);
+  named = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return named;
+}
+
+static void clean(lua_State *L, int t, void *null, int depth, int strings) {
   if (depth > VG_MAX_DEPTH) return;
   luaL_checkstack(L, 4, "JSON too deeply nested");
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
     int vt = lua_type(L, -1);
-    if (vt == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == null) {
+    if ((vt == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == null) ||
+        (vt != LUA_TSTRING && must_be_text(L, strings))) {
       if (lua_type(L, -2) == LUA_TSTRING) { /* clearing a field while traversing is allowed */
         lua_pushvalue(L, -2);
         lua_pushnil(L);
         lua_rawset(L, t);
       }
     } else if (vt == LUA_TTABLE) {
-      clean(L, lua_gettop(L), null, depth + 1);
+      clean(L, lua_gettop(L), null, depth + 1, 0);
 #if VG_HAS_INTEGERS
     } else if (vt == LUA_TNUMBER && !lua_isinteger(L, -1)) {
       lua_Number d = lua_tonumber(L, -1);
@@ -121,11 +143,16 @@ static void clean(lua_State *L, int t, void *null, int depth) {
   }
 }
 
-/* decode(text) -> value, or nil, message. Upvalues: cjson.safe decode, null. */
+/* decode(text [, strings]) -> value, or nil, message. `strings`: a set of
+   names; a field of the top-level object named there whose value is not a
+   string is dropped. Upvalues: cjson.safe decode, null. */
 static int json_decode(lua_State *L) {
   size_t n, qn = 0;
   const char *s = luaL_checklstring(L, 1, &n);
-  char *quoted = quote_big_integers(s, n, &qn);
+  int strings = lua_isnoneornil(L, 2) ? 0 : 2;
+  char *quoted;
+  if (strings) luaL_checktype(L, 2, LUA_TTABLE);
+  quoted = quote_big_integers(s, n, &qn);
   lua_pushvalue(L, lua_upvalueindex(1));
   if (quoted != NULL) {
     lua_pushlstring(L, quoted, qn);
@@ -136,7 +163,7 @@ static int json_decode(lua_State *L) {
   lua_call(L, 1, 2);
   if (lua_isnil(L, -2)) return 2; /* nil, cjson's message */
   lua_pop(L, 1);
-  if (lua_istable(L, -1)) clean(L, lua_gettop(L), lua_touserdata(L, lua_upvalueindex(2)), 0);
+  if (lua_istable(L, -1)) clean(L, lua_gettop(L), lua_touserdata(L, lua_upvalueindex(2)), 0, strings);
 #if VG_HAS_INTEGERS
   else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
     lua_Number d = lua_tonumber(L, -1);

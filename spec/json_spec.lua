@@ -25,6 +25,15 @@ describe("core.decode", function()
       end)
     end
 
+    it("is found at every offset of the text, after runs of fewer digits", function()
+      -- the scan probes every 16th byte: a number anywhere, after short runs
+      -- of digits (dates, counts) in front of it, must still be seen
+      for pad = 0, 40 do
+        local text = '{"a": "' .. string.rep("7", pad % 15) .. string.rep("x", pad) .. '", "id": 9007199254740993}'
+        assert.are.equal("9007199254740993", assert(core.decode(text)).id, text)
+      end
+    end)
+
     it("an escaped quote in a string does not hide a large integer after it", function()
       local t = assert(core.decode('["a \\" b", 9007199254740993, "12345678901234567890"]'))
       assert.are.equal('a " b', t[1])
@@ -98,6 +107,23 @@ describe("core.decode", function()
     assert.are.equal(1, t.b.d.f)
     assert.is_nil(next(t, next(t)))  -- only b is left
     assert.are.equal("b", next(t))
+  end)
+
+  it("drops a top-level field named in `strings` that is not text, and only those", function()
+    local text = '{"cdn_url": 5, "mode": {"x": 1}, "checkpoint": "dri_done", "error": [1], '
+      .. '"progress_pct": 20, "nested": {"cdn_url": 7}, "mask_cdn_url": null}'
+    local t = assert(core.decode(text, { cdn_url = true, mode = true, checkpoint = true, error = true,
+                                         mask_cdn_url = true }))
+    assert.is_nil(t.cdn_url)
+    assert.is_nil(t.mode)
+    assert.is_nil(t.error)
+    assert.is_nil(t.mask_cdn_url)
+    assert.are.equal("dri_done", t.checkpoint)
+    assert.are.equal(20, t.progress_pct)
+    assert.are.equal(7, t.nested.cdn_url) -- the set names top-level fields only
+    local plain = assert(core.decode(text))
+    assert.are.equal(5, plain.cdn_url)
+    assert.has_error(function() core.decode(text, "cdn_url") end)
   end)
 
   it("returns nil and a message for what is not JSON", function()

@@ -164,7 +164,8 @@ function Client:status(job_id, opts)
   if opts ~= nil then opts = check_opts(opts, "status") end -- (nil: no table made on the hot path)
   local path, err = check_id(job_id)
   if not path then return nil, err end
-  local call = { path = "/api/render/" .. path, job_id = job_id, timeout = opts and opts.timeout }
+  local call = { path = "/api/render/" .. path, job_id = job_id, timeout = opts and opts.timeout,
+                 strings = follow.JOB_TEXT }
   local job, e = http.api_with_retries(self, call, opts and opts.retries, opts and opts.max_retry_wait)
   if not job then return nil, e end
   return follow.check_job(job, job_id)

@@ -19,12 +19,16 @@ local _M = {}
 -- ends a wait at once; an answer cut short was an answer).
 local UNREACHABLE = { COULDNT_CONNECT = true, COULDNT_RESOLVE_HOST = true, COULDNT_RESOLVE_PROXY = true }
 
--- The documented text fields of a job: one of another type is dropped.
-local TEXT_FIELDS = { "checkpoint", "mode", "cdn_url", "mask_cdn_url", "download_url", "error",
-                      "error_code", "error_message", "created_at", "completed_at" }
+-- The documented text fields of a job: one of another type is dropped, by
+-- the decoder itself (core.decode's `strings`: no second walk of the table).
+_M.JOB_TEXT = {}
+for _, k in ipairs({ "checkpoint", "mode", "cdn_url", "mask_cdn_url", "download_url", "error",
+                     "error_code", "error_message", "created_at", "completed_at" }) do
+  _M.JOB_TEXT[k] = true
+end
 
 --- A status answer made a job table (hostile field types dropped), or nil, err.
----@param job table the decoded answer
+---@param job table the decoded answer, decoded with `strings = JOB_TEXT` (http.api)
 ---@param id string the job id asked for
 ---@return table|nil job
 ---@return viggle.Error|nil err
@@ -33,9 +37,6 @@ function _M.check_job(job, id)
     return nil, E("decode", "the status answer has no status field", { job_id = id })
   end
   if type(job.job_id) ~= "string" then job.job_id = id end
-  for _, k in ipairs(TEXT_FIELDS) do
-    if type(job[k]) ~= "string" then job[k] = nil end
-  end
   -- a percentage is a number from 0 to 100 (not NaN, not 1e400, not text): else none
   local pct = job.progress_pct
   if type(pct) ~= "number" or not (pct >= 0 and pct <= 100) then job.progress_pct = nil end
@@ -55,11 +56,12 @@ local check_job = _M.check_job
 ---@field interval number default seconds between polls
 ---@field done string the status that ends the wait with success
 ---@field check fun(answer: table, id: string): table|nil, viggle.Error|nil the answer made a table
+---@field strings table|nil the set of fields that must be text (dropped by the decoder when not)
 ---@field failure fun(t: table, id: string): viggle.Error the error of a "failed" table
 ---@field cancel fun(c: viggle.Client, id: string): any, any|nil cancel_on_timeout's call; also: "cancelled" ends the wait
 _M.JOB = {
   path = "/api/render/", what = "job id", key = "job_id", noun = "job", interval = D.interval,
-  done = "complete", check = check_job,
+  done = "complete", check = check_job, strings = _M.JOB_TEXT,
   failure = function(job, id)
     return E("job_failed", job.error_message or job.error or "the job failed",
       { job_id = id, code = job.error_code, job = job })
@@ -159,7 +161,8 @@ local function poll(c, f, opts)
   if left <= 0 then return true, nil, timed_out(c, f, opts) end
   if opts.limiter then opts.limiter:take() end
   local id, t = f.id, f.target
-  local job, e = http.api(c, { path = t.path .. f.path, job_id = t == JOB and id or nil, timeout = min(c.timeout, left) })
+  local job, e = http.api(c, { path = t.path .. f.path, job_id = t == JOB and id or nil, timeout = min(c.timeout, left),
+                               strings = t.strings })
   if job then
     f.http2 = e.http_version == "2"
     job, e = t.check(job, id)

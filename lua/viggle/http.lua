@@ -405,7 +405,7 @@ end
 --- An API call of client `c`: the answer decoded from JSON and the response,
 --- or nil, err.
 ---@param c viggle.Client
----@param o table the exchange (see exchange), and empty_ok
+---@param o table the exchange (see exchange), and empty_ok, strings (core.decode's)
 ---@return table|nil answer
 ---@return table|viggle.Error|nil response_or_err
 function _M.api(c, o)
@@ -413,7 +413,7 @@ function _M.api(c, o)
   if not res then return nil, err end
   local body = res.body or ""
   local decoded, derr
-  if body ~= "" then decoded, derr = core.decode(body) end
+  if body ~= "" then decoded, derr = core.decode(body, o.strings) end
   if res.status < 200 or res.status >= 300 then
     return nil, scrub(c, errors.from_http(res, decoded, { job_id = o.job_id }))
   end
