@@ -192,14 +192,18 @@ static void drop_form(vg_request *r) {
   r->mime = NULL;
 }
 
+static void drop_headers(vg_request *r) {
+  if (r->headers == NULL) return;
+  curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+  curl_slist_free_all(r->headers);
+  r->headers = NULL;
+}
+
 /* Lets go of what one transfer held: the output file, headers, the form. */
 static void request_release(vg_request *r) {
   close_output(r);
   drop_form(r);
-  if (r->headers != NULL) {
-    curl_slist_free_all(r->headers);
-    r->headers = NULL;
-  }
+  drop_headers(r);
 }
 
 /* A transfer ends (the blocking perform, or the way out of a multi). */
@@ -387,10 +391,32 @@ static CURLcode setup_form(lua_State *L, vg_request *r, int t) {
   return curl_easy_setopt(r->easy, CURLOPT_MIMEPOST, r->mime);
 }
 
+/* True when the kept list holds exactly the lines of the table at -1. */
+static int same_headers(lua_State *L, const struct curl_slist *l, size_t n) {
+  size_t i;
+  for (i = 1; i <= n; i++, l = l->next) {
+    int same;
+    if (l == NULL) return 0;
+    lua_rawgeti(L, -1, (int)i);
+    same = lua_type(L, -1) == LUA_TSTRING && strcmp(l->data, lua_tostring(L, -1)) == 0;
+    lua_pop(L, 1);
+    if (!same) return 0;
+  }
+  return l == NULL;
+}
+
+/* The header lines. The list of the last transfer is kept while the lines
+   stay the same (every status poll of a client sends the same ones): no
+   list is made and freed per request. */
 static CURLcode setup_headers(lua_State *L, vg_request *r, int t) {
   size_t i, n;
   lua_getfield(L, t, "headers");
   n = lua_istable(L, -1) ? vg_rawlen(L, -1) : 0;
+  if (r->headers != NULL && n > 0 && same_headers(L, r->headers, n)) {
+    lua_pop(L, 1);
+    return curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+  }
+  drop_headers(r);
   for (i = 1; i <= n; i++) {
     struct curl_slist *l;
     lua_rawgeti(L, -1, (int)i);
@@ -532,7 +558,8 @@ static CURLcode setup_full(lua_State *L, vg_request *r, const setup_opts *o, int
 
 /* Forgets the previous transfer. */
 static void request_reset(vg_request *r, const setup_opts *o) {
-  request_release(r);
+  close_output(r);
+  drop_form(r); /* the header list is kept: setup_headers decides */
   vg_buf_clear(&r->body, VG_BUF_KEEP);
   vg_buf_clear(&r->head, VG_BUF_KEEP);
   r->too_large = r->head_too_large = r->body_started = r->stalled = r->range_bad = 0;

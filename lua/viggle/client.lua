@@ -160,12 +160,17 @@ end
 ---@param opts {timeout: number?, retries: integer?, max_retry_wait: number?}|nil
 ---@return table|nil job
 ---@return viggle.Error|nil err
+local last_id, last_path -- the id asked for last, checked, and its path: a poll asks for it again and again
 function Client:status(job_id, opts)
   if opts ~= nil then opts = check_opts(opts, "status") end -- (nil: no table made on the hot path)
-  local path, err = check_id(job_id)
-  if not path then return nil, err end
-  local call = { path = "/api/render/" .. path, job_id = job_id, timeout = opts and opts.timeout,
-                 strings = follow.JOB_TEXT }
+  local path = last_path
+  if job_id ~= last_id then
+    local escaped, err = check_id(job_id)
+    if not escaped then return nil, err end
+    path = "/api/render/" .. escaped
+    last_id, last_path = job_id, path
+  end
+  local call = { path = path, job_id = job_id, timeout = opts and opts.timeout, strings = follow.JOB_TEXT }
   local job, e = http.api_with_retries(self, call, opts and opts.retries, opts and opts.max_retry_wait)
   if not job then return nil, e end
   return follow.check_job(job, job_id)
