@@ -110,8 +110,14 @@ describe("client:download keeps files whole", function()
       package.cpath = %q .. package.cpath
       local c = assert(require("viggle").new({ base_url = %q, api_key = "k" }))
       local ok, err = c:download({ job_id = "j", status = "complete", cdn_url = %q }, %q)
-      io.open(%q, "w"):write(ok and "ok" or tostring(err)):close()
-    ]], package.cpath:match("^[^;]*;"), m.base_url, job().cdn_url, out, dir .. "/first.done"))
+      -- written whole, then renamed: the waiting side never reads it half made
+      -- (and file:write gives true, not the file, on Lua 5.1: no chained close)
+      local f = io.open(%q, "w")
+      f:write(ok and "ok" or tostring(err))
+      f:close()
+      os.rename(%q, %q)
+    ]], package.cpath:match("^[^;]*;"), m.base_url, job().cdn_url, out, dir .. "/first.tmp",
+        dir .. "/first.tmp", dir .. "/first.done"))
     os.execute(support.interp .. " " .. q(script) .. " >/dev/null 2>&1 &")
     for _ = 1, 200 do -- until the first one holds the .part, half written
       if #(read(out .. ".part") or "") >= 1000 then break end
