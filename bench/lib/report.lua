@@ -47,6 +47,20 @@ local function targets()
       measured = r and format("%.2f× (medians %s µs vs %s µs%s)", r, num(v), num(raw), range_note(p)) or "n/a",
       met = r and r <= 1.15, by = r and r > 1.15 and format("%.0f%% over the limit (≈ −%s µs per call needed)",
         (r / 1.15 - 1) * 100, num(raw * (r - 1.15))) or nil }
+    -- issue 11: at or below the LuaSocket client; the floor row says what
+    -- any Lua client on libcurl + lua-cjson costs before doing anything else
+    local lrow, frow = find(s1.rows, "luasocket"), find(s1.rows, "floor")
+    local function ratio(a, b) -- of medians (pair_of compares with the scenario's reference only)
+      local x, y = med(a, "cpu_us"), med(b, "cpu_us")
+      return x and y and y ~= 0 and x / y or nil
+    end
+    local rl, rf, rfl = ratio(vrow, lrow), ratio(frow, rawrow), ratio(frow, lrow)
+    if rl then
+      T[#T + 1] = { name = "Sequential status: client CPU per call at or below the LuaSocket client",
+        measured = format("%.2f× LuaSocket; the floor row (libcurl + lua-cjson from Lua, nothing else) is "
+          .. "%s× raw libcurl and %s× LuaSocket", rl, rf and format("%.2f", rf) or "n/a", rfl and format("%.2f", rfl) or "n/a"),
+        met = rl <= 1.0, by = rl > 1.0 and "out of reach on libcurl: see the diagnosis below" or nil }
+    end
   end
   local s3 = C.R.scenarios[3]
   if s3 then
@@ -194,7 +208,10 @@ local function readme_seq(w, plots)
         w("LuaSocket: `socket.http` cannot keep a connection alive (it sends `Connection: close`), so")
         w("`bench/clients/seq_luasocket.lua` speaks HTTP/1.1 keep-alive on a raw `socket.tcp`: it writes the")
         w("request, reads the header lines, then `Content-Length` bytes, and `cjson.decode`s them — the least a")
-        w("Lua client can do. The curl CLI row is a bash loop running `curl -s -o /dev/null URL` per call; the")
+        w("Lua client can do. The floor row (`bench/clients/seq_floor.lua`) is viggle's C core alone: one request")
+        w("handle, no headers, `r:perform()` and `cjson.decode` — what any Lua client on libcurl and lua-cjson")
+        w("costs before it checks or names anything. The curl CLI row is a bash loop running")
+        w("`curl -s -o /dev/null URL` per call; the")
         local cli = find(s.rows, "curl_cli")
         w("same loop running `/bin/true` (%s µs CPU per iteration) is measured in each run and taken off.",
           cli and cli.loop_cpu_us and num(cli.loop_cpu_us) or "n/a")

@@ -48,6 +48,8 @@ local function seq_contenders(st, tls)
           cmd = format("lua5.4 bench/clients/seq_viggle.lua %s %s %d %d", st.http, JOB, N, W) })
     add({ key = "luasocket", name = "LuaSocket + lua-cjson (raw keep-alive socket)", calls = N,
           cmd = format("lua5.4 bench/clients/seq_luasocket.lua %s %s %d %d", st.http, JOB, N, W) })
+    add({ key = "floor", name = "libcurl + lua-cjson from Lua, nothing else (viggle.core alone)", calls = N,
+          cmd = format("lua5.4 bench/clients/seq_floor.lua %s %s %d %d", st.http, JOB, N, W) })
     add({ key = "requests", name = "Python requests (Session)", calls = NP,
           cmd = format("/usr/bin/python3 bench/clients/seq_requests.py %s %s %d %d", st.http, JOB, NP, math.min(W, NP)) })
     add({ key = "curl_cli", name = "curl CLI, one process per call", calls = C.cfg.seq_calls_cli, cli = true,
