@@ -76,6 +76,13 @@ local function finish(F)
   local figs = { sequential = plots.plot_sequential(), many = plots.plot_many(), download = plots.plot_download() }
   local md = report.readme(F, T, figs)
   local dest = C.quick and (OUT .. "/README.quick.md") or (C.only and (OUT .. "/README.partial.md")) or "bench/README.md"
+  -- the hosts section (bench/hosts/run.sh writes it) is kept where it was
+  local old = read_file(dest) or ""
+  local a, b = old:find("<!-- hosts: written by bench/hosts/run.sh -->", 1, true), old:find("<!-- /hosts -->\n", 1, true)
+  if a and b then
+    local at = md:find("## Why the misses", 1, true) or #md + 1
+    md = md:sub(1, at - 1) .. old:sub(a, b + #"<!-- /hosts -->\n" - 1) .. "\n" .. md:sub(at)
+  end
   write_file(dest, md)
   return T, dest
 end
