@@ -1,7 +1,7 @@
 -- client:download against the hostile cases: links planted at the .part or
 -- the path, a .part left by another download, two downloaders of one path,
--- bodies cut without a length, an empty 200. The video on disk is either the
--- whole, right file or absent.
+-- bodies cut without a length, an empty 200, a web page answered 200. The
+-- video on disk is either the whole, right file or absent.
 local viggle = require("viggle")
 local mock_server = require("spec.mock.server")
 local support = require("spec.support")
@@ -48,6 +48,30 @@ describe("client:download keeps files whole", function()
     assert.are.equal("fourteen bytes", read(dir .. "/victim"))
     assert.is_nil(read(out))
     assert.are.equal(0, #cdn())
+  end)
+
+  it("never saves a sign-in page answered 200 as the video, nor resumes from it", function()
+    m:fault({ match = "/video/*", kind = "truncated", times = 1 }) -- a cut first try: a .part to resume
+    local path, err = c:download(job(), out)
+    assert.is_nil(path)
+    local kept = #(read(out .. ".part") or "")
+    assert.is_true(kept > 0, tostring(err))
+    for _, ct in ipairs({ "text/html", "text/plain; charset=utf-8", "application/json", "application/problem+json",
+                          "application/xml" }) do
+      m:fault({ match = "/video/*", kind = "status", status = 200, body = "<html>Sign in to the Wi-Fi</html>",
+                content_type = ct, times = 1 })
+      path, err = c:download(job(), out)
+      assert.is_nil(path, ct)
+      assert.are.equal("http", err.kind, ct)
+      assert.are.equal("NOT_VIDEO", err.code, ct)
+      assert.matches("HTTP 200 with " .. ct:match("^[^;]+"):gsub("%p", "%%%0") .. ", not the video", err.message)
+      assert.is_nil(read(out), ct)
+      assert.are.equal("", read(out .. ".part") or "", ct) -- nothing of the page kept to resume from
+    end
+    path, err = c:download(job(), out)
+    assert.are.equal(out, path, tostring(err))
+    assert.are.equal(VIDEO, read(out))
+    assert.is_nil(read(out .. ".part"))
   end)
 
   it("refuses a .part that is not a regular file", function()

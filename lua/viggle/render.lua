@@ -229,6 +229,20 @@ local function fetch(self, part, url, offset, opts, job_id, progress)
   })
 end
 
+-- A 2xx answer whose Content-Type says text (a proxy's or a portal's sign-in
+-- page, an error document in JSON or XML) is not the video, whatever its
+-- status: it is never saved under the video's name.
+local function not_video(res)
+  local ct = res.headers and res.headers["content-type"]
+  if type(ct) ~= "string" then return nil end
+  local t = ct:match("^%s*([^;%s]+)")
+  t = t and t:lower()
+  if t and (t:find("^text/") or t:find("^application/json$") or t:find("^application/[%w.%-]*%+json$")
+      or t:find("^application/xml$") or t:find("^application/[%w.%-]*%+xml$") or t == "application/javascript") then
+    return t
+  end
+end
+
 -- A finished 2xx transfer: the bytes on disk are the whole file, or an error.
 local function check_complete(part, res, job_id)
   local size = part:size()
@@ -285,6 +299,10 @@ local function download_into(self, part, path, url, job_id, opts)
         err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
       end
       return nil, err
+    elseif not_video(res) then
+      part:reset() -- nothing of the page is kept, nor resumed later
+      return nil, E("http", format("the server answered HTTP %d with %s, not the video (a proxy's or a sign-in page?)",
+        res.status, not_video(res)), { job_id = job_id, status = res.status, code = "NOT_VIDEO", retryable = true })
     else
       local size, total = check_complete(part, res, job_id)
       if not size then return nil, total end
