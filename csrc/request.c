@@ -206,8 +206,21 @@ static void request_release(vg_request *r) {
   drop_headers(r);
 }
 
+/* True when the kept header block does not end with its blank line: libcurl
+   7.88 takes a connection closed in the middle of the headers for the end of
+   an answer (status 200, no error), which is no answer at all. */
+static int head_unfinished(const vg_buf *h) {
+  const char *d = h->data;
+  size_t n = h->len;
+  if (n == 0) return 0;
+  if (d[n - 1] != '\n') return 1;
+  return !(n == 1 || d[n - 2] == '\n' || (n >= 3 && d[n - 2] == '\r' && d[n - 3] == '\n') ||
+           (n == 2 && d[0] == '\r'));
+}
+
 /* A transfer ends (the blocking perform, or the way out of a multi). */
 static void request_finish(vg_request *r, CURLcode result) {
+  r->head_cut = result == CURLE_OK && head_unfinished(&r->head);
   r->result = result;
   r->state = VG_DONE;
   close_output(r);
@@ -562,7 +575,7 @@ static void request_reset(vg_request *r, const setup_opts *o) {
   drop_form(r); /* the header list is kept: setup_headers decides */
   vg_buf_clear(&r->body, VG_BUF_KEEP);
   vg_buf_clear(&r->head, VG_BUF_KEEP);
-  r->too_large = r->head_too_large = r->body_started = r->stalled = r->range_bad = 0;
+  r->too_large = r->head_too_large = r->head_cut = r->body_started = r->stalled = r->range_bad = 0;
   r->range_from = 0;
   r->stall_limit = 0;
   r->moved = 0;
@@ -690,6 +703,8 @@ static int push_failure(lua_State *L, vg_request *r) {
     snprintf(limit, sizeof limit, "%u", r->head_too_large ? VG_HEAD_CAP : (unsigned)CURL_MAX_HTTP_HEADER);
     lua_pushfstring(L, "response headers are larger than the %s byte limit", limit);
     n = vg_fail(L, lua_tostring(L, -1), "TOO_LARGE");
+  } else if (r->head_cut) {
+    n = vg_fail(L, "the connection closed in the middle of the answer's headers", "PARTIAL_HEADERS");
   } else if (r->range_bad) {
     n = vg_fail(L, "the server resumed the download at another offset than asked", "RANGE_ERROR");
   } else if (r->stalled) {
@@ -714,7 +729,7 @@ static int request_result(lua_State *L) {
   vg_request *r = vg_checkrequest(L, 1);
   long status = 0, version = 0;
   if (r->state != VG_DONE) return luaL_argerror(L, 1, "request has not finished");
-  if (r->result != CURLE_OK || r->too_large || r->write_errno) return push_failure(L, r);
+  if (r->result != CURLE_OK || r->too_large || r->write_errno || r->head_cut) return push_failure(L, r);
   curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
   lua_createtable(L, 0, 5);

@@ -31,6 +31,7 @@ typedef struct vg_request {
   CURLcode result;
   int too_large;            /* the body passed max_body */
   int head_too_large;       /* the header block passed its cap */
+  int head_cut;             /* the connection closed before the header block ended */
   int body_started;         /* the current response has sent body bytes */
   int stalled;              /* no byte moved for stall_limit seconds */
   double stall_limit;       /* seconds, 0: no check */

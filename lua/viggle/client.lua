@@ -154,13 +154,14 @@ function Client:__tostring()
   return format("viggle.client(%s, %s)", self.base_url, http.has_key(self) and "key set" or "no key")
 end
 
+local last_id, last_path -- the id asked for last, checked, and its path: a poll asks for it again and again
+
 --- GET /api/render/{job_id}: the job table (every field of the answer, JSON
 --- null as nil, unknown fields kept), or nil, err.
 ---@param job_id string
 ---@param opts {timeout: number?, retries: integer?, max_retry_wait: number?}|nil
 ---@return table|nil job
 ---@return viggle.Error|nil err
-local last_id, last_path -- the id asked for last, checked, and its path: a poll asks for it again and again
 function Client:status(job_id, opts)
   if opts ~= nil then opts = check_opts(opts, "status") end -- (nil: no table made on the hot path)
   local path = last_path
