@@ -16,7 +16,7 @@ if [ "$quick" = --quick ]; then
   lua5.4 bench/hosts/nginx.lua --quick | tee -a "$out"
   lua5.4 bench/hosts/upload.lua 100 1 | tee -a "$out"
 else
-  lua5.4 bench/hosts/gameloop.lua 60 100 | tee -a "$out"
+  ROUNDS=5 lua5.4 bench/hosts/gameloop.lua 60 300 | tee -a "$out"
   lua5.4 bench/hosts/nginx.lua | tee -a "$out"
   lua5.4 bench/hosts/upload.lua 500 2 | tee -a "$out"
 fi
