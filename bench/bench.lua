@@ -29,6 +29,7 @@ local servers = require("bench.lib.servers")
 local scenarios = require("bench.lib.scenarios")
 local plots = require("bench.lib.plots")
 local report = require("bench.lib.report")
+local hosts_section = require("bench.lib.hosts_section")
 local OUT, say, read_file, write_file, wanted = C.OUT, C.say, C.read_file, C.write_file, C.wanted
 
 -- ---------------------------------------------------------------------------
@@ -76,13 +77,9 @@ local function finish(F)
   local figs = { sequential = plots.plot_sequential(), many = plots.plot_many(), download = plots.plot_download() }
   local md = report.readme(F, T, figs)
   local dest = C.quick and (OUT .. "/README.quick.md") or (C.only and (OUT .. "/README.partial.md")) or "bench/README.md"
-  -- the hosts section (bench/hosts/run.sh writes it) is kept where it was
-  local old = read_file(dest) or ""
-  local a, b = old:find("<!-- hosts: written by bench/hosts/run.sh -->", 1, true), old:find("<!-- /hosts -->\n", 1, true)
-  if a and b then
-    local at = md:find("## Why the misses", 1, true) or #md + 1
-    md = md:sub(1, at - 1) .. old:sub(a, b + #"<!-- /hosts -->\n" - 1) .. "\n" .. md:sub(at)
-  end
+  -- the hosts section (bench/hosts/run.sh writes it) is kept
+  local hosts = hosts_section.get(read_file(dest) or "")
+  if hosts then md = hosts_section.put(md, hosts) end
   write_file(dest, md)
   return T, dest
 end

@@ -243,8 +243,14 @@ local function not_video(res)
   end
 end
 
--- A finished 2xx transfer: the bytes on disk are the whole file, or an error.
+-- A finished 2xx transfer: the bytes on disk are the whole video, or an error.
 local function check_complete(part, res, job_id)
+  local page = not_video(res)
+  if page then
+    part:reset() -- nothing of the page is kept, nor resumed later
+    return nil, E("http", format("the server answered HTTP %d with %s, not the video (a proxy's or a sign-in page?)",
+      res.status, page), { job_id = job_id, status = res.status, code = "NOT_VIDEO", retryable = true })
+  end
   local size = part:size()
   local expected, clean_end = promised_length(res)
   local function incomplete(msg)
@@ -299,10 +305,6 @@ local function download_into(self, part, path, url, job_id, opts)
         err.message = format("the download link was refused (HTTP %d): it may have expired", res.status)
       end
       return nil, err
-    elseif not_video(res) then
-      part:reset() -- nothing of the page is kept, nor resumed later
-      return nil, E("http", format("the server answered HTTP %d with %s, not the video (a proxy's or a sign-in page?)",
-        res.status, not_video(res)), { job_id = job_id, status = res.status, code = "NOT_VIDEO", retryable = true })
     else
       local size, total = check_complete(part, res, job_id)
       if not size then return nil, total end
